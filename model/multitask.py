@@ -1,0 +1,54 @@
+"""One shared transformer encoder, three heads: intent and command on the sentence
+representation (the first token, [CLS] / <s>), BIO entity tags on every subword.
+
+The model returns logits only; losses live in `losses/`. The invalid-label mask is applied
+here, inside forward, so training, evaluation and argmax all see the same masked logits.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoModel, BertConfig, BertModel, PreTrainedModel
+
+from model.masking import MaskValue, apply_mask
+
+TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+            max_position_embeddings=128)
+
+
+def build_encoder(name: str, vocab_size: int) -> PreTrainedModel:
+    """`tiny`: a randomly initialised 2 x 128 BERT; anything else: `AutoModel.from_pretrained`."""
+    if name == "tiny":
+        return BertModel(BertConfig(vocab_size=vocab_size, **TINY), add_pooling_layer=False)
+    return AutoModel.from_pretrained(name)
+
+
+class MultiTaskNLU(nn.Module):
+    def __init__(self, encoder: PreTrainedModel, n_intents: int, n_commands: int | None, n_tags: int,
+                 invalid_tags: torch.Tensor, mask_value: MaskValue, dropout: float = 0.1):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.intent_head = nn.Linear(hidden, n_intents)
+        self.command_head = nn.Linear(hidden, n_commands) if n_commands else None
+        self.entity_head = nn.Linear(hidden, n_tags)
+        self.register_buffer("invalid_tags", invalid_tags.bool(), persistent=False)
+        self.mask_value = mask_value
+
+    def heads(self) -> dict[str, nn.Module]:
+        """Named modules for per-module gradient norms: the encoder and each head."""
+        modules = {"encoder": self.encoder, "intent": self.intent_head, "entity": self.entity_head}
+        if self.command_head is not None:
+            modules["command"] = self.command_head
+        return modules
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = self.dropout(hidden)
+        sentence = hidden[:, 0]  # (B, H)
+        logits = {"intent": self.intent_head(sentence),                                          # (B, I)
+                  "entity": apply_mask(self.entity_head(hidden), self.invalid_tags, self.mask_value)}  # (B, T, C)
+        if self.command_head is not None:
+            logits["command"] = self.command_head(sentence)                                      # (B, K)
+        return logits
