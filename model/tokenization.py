@@ -10,10 +10,11 @@ predictions map back to words for evaluation (a word cut off by `max_length` is 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from data import UNKNOWN, Example, LabelSpace
@@ -21,14 +22,24 @@ from data import UNKNOWN, Example, LabelSpace
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def build_tiny_tokenizer(train: list[Example], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+def build_tiny_tokenizer(train: list[Example], min_count: int = 2) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer whose vocabulary is a pure function of the training words.
+
+    Words seen `min_count` times are whole tokens; every character seen is a token and a `##`
+    continuation, so any unseen word (a new phone number, a typo) splits into known pieces.
+    The vocabulary is built here rather than by `WordPieceTrainer`, whose tie-breaking is not
+    deterministic, so the same data and seed give the same run.
+    """
+    normalize = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    words = Counter(normalize.normalize_str(t) for ex in train for t in ex.tokens)
+    chars = sorted({ch for word in words for ch in word})
+    frequent = sorted((w for w, n in words.items() if n >= min_count and len(w) > 1), key=lambda w: (-words[w], w))
+    vocab = {token: i for i, token in enumerate(SPECIAL + chars + [f"##{ch}" for ch in chars] + frequent)}
+    tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tokenizer.normalizer = normalize
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False)
-    tokenizer.train_from_iterator((" ".join(ex.tokens) for ex in train), trainer=trainer)
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",

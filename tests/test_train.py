@@ -1,0 +1,126 @@
+"""In-process smoke runs of the real entry point on a small dataset."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import train
+from config import Config, parse_config
+from telemetry import read_history, read_json
+
+FAST = ["--epochs=3", "--batch_size=32", "--task_grad_every=5", "--threads=1"]
+
+
+def run(tmp_path, data, *flags, mode="disabled"):
+    summary = train.main([f"--data={data}", f"--output_dir={tmp_path}", f"--wandb_mode={mode}", *FAST, *flags])
+    run_dir = Path(tmp_path) / summary["run_id"]
+    return summary, run_dir, read_history(run_dir / "history.jsonl")
+
+
+def test_cli_accepts_what_wandb_agent_passes():
+    cfg = parse_config(["--stop_on_collapse=True", "--max_steps=None", "--gamma=3", "--mask_value=-inf",
+                        "--lambda_entity", "0.7", "--grad_clip=None"])
+    assert cfg.stop_on_collapse is True and cfg.max_steps is None and cfg.gamma == 3.0
+    assert cfg.lambda_entity == 0.7 and cfg.grad_clip is None and cfg.mask_value == "-inf"
+    assert parse_config(["--stop_on_collapse=False"]).stop_on_collapse is False
+    assert parse_config([]) == Config()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--no_such_flag=1"], "unrecognized arguments"),
+    (["--stop_on_collapse=maybe"], "expected True or False"),
+    (["--loss_impl=sparse"], "--loss_impl='sparse': expected one of dense, gather"),
+    (["--mask_value=banana"], "--mask_value"),
+    (["--precision=fp16", "--mask_value=-1e9"], "does not fit in torch.float16"),
+    (["--epochs=0"], "--epochs=0: expected a positive integer"),
+])
+def test_cli_errors_name_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_default_run_is_healthy_and_writes_the_record(tmp_path, small_data):
+    summary, run_dir, history = run(tmp_path, small_data)
+    assert summary["status"] == "finished" and summary["health/collapsed"] is False
+    assert summary["test/entity_f1"] > 0.2 and summary["test/intent_f1"] > 0.2
+    assert (run_dir / "config.json").exists() and (run_dir / "checkpoints" / "best.pt").exists()
+    assert (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "tables" / "test_entity_types.json").exists()
+    assert not (tmp_path / "wandb").exists()  # disabled writes no W&B files
+    config = read_json(run_dir / "config.json")
+    steps = [row for row in history if "loss/total" in row]
+    assert [row["step"] for row in steps] == list(range(1, len(steps) + 1))  # every step
+    first = steps[0]
+    for key in ("loss/total", "loss/entity", "loss/intent", "loss/command", "loss/weighted/entity", "lambda/entity",
+                "lr", "grad/norm", "grad/clipped", "grad/clip_rate", "grad/norm/encoder", "grad/norm/entity",
+                "grad/norm/intent", "grad/norm/command", "grad/task/entity", "grad/task/intent",
+                "dist/entity/pred_non_O", "dist/entity/n_labels_pred", "dist/intent/max_share",
+                "dist/command/max_share", "dist/entity/masked_pred", "health/loss_nonfinite", "health/grad_explode",
+                "health/pred_non_O_out_of_band", "health/intent_dominant", "health/clip_every_step"):
+        assert key in first, key
+    assert len(first["dist/entity/pred"]) == len(config["labels"]["tags"])  # one bin per label
+    assert len(first["dist/entity/gold"]) == len(config["labels"]["tags"])
+    assert len(first["dist/intent/pred"]) == len(config["labels"]["intents"])
+    assert sum(first["dist/intent/pred"]) == 32
+    assert "grad/task/entity" in steps[5] and "grad/task/entity" not in steps[1]
+    assert [row["lambda/entity"] for row in steps][:1] == [pytest.approx(0.3)]
+    val = [row for row in history if "val/entity_f1" in row]
+    assert len(val) == 3 and {"val/intent_f1", "val/command_f1", "val/sentence_acc", "val/loss"} <= set(val[0])
+
+
+def test_minus_inf_dense_collapses_with_all_three_symptoms(tmp_path, small_data):
+    summary, run_dir, history = run(tmp_path, small_data, "--mask_value=-inf", "--gamma=3", "--lambdas=old",
+                                    mode="offline")
+    first = history[0]
+    assert math.isnan(first["loss/total"]) and first["health/loss_nonfinite"] == 1.0
+    assert summary["health/collapsed"] is True and summary["health/collapse_step"] == 1
+    assert "non-finite loss" in summary["health/collapse_reasons"]
+    later = [row for row in history if row.get("step", 0) >= 2 and "dist/entity/pred_non_O" in row]
+    assert all(row["dist/entity/pred_non_O"] == 0.0 and row["dist/intent/max_share"] == 1.0 for row in later)
+    assert summary["test/pred_non_O"] == 0.0 and summary["test/entity_f1"] == 0.0
+    assert (tmp_path / "wandb").is_dir()  # offline run files, no account needed
+
+
+def test_stop_on_collapse_ends_early(tmp_path, small_data):
+    summary, _, history = run(tmp_path, small_data, "--mask_value=-inf", "--stop_on_collapse=True")
+    assert summary["stopped_on_collapse"] is True and summary["steps"] == 1
+
+
+def test_same_seed_same_metrics(tmp_path, small_data):
+    a, _, _ = run(tmp_path / "a", small_data, "--max_steps=12", "--epochs=1")
+    b, _, _ = run(tmp_path / "b", small_data, "--max_steps=12", "--epochs=1")
+    keys = [k for k in a if k.startswith(("test/", "final/"))]
+    assert keys and all(a[k] == b[k] for k in keys)
+
+
+def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_data, monkeypatch):
+    whole, _, whole_history = run(tmp_path / "whole", small_data, "--run_id=whole")
+    real_evaluate, calls = train.evaluate, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", small_data, "--run_id=cut")
+    cut_dir = tmp_path / "cut" / "cut"
+    assert read_json(cut_dir / "summary.json")["status"] == "crashed"
+    assert len(read_history(cut_dir / "history.jsonl")) > 0  # the crashed run keeps its history
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    resumed = train.main([f"--resume={cut_dir}"])
+    assert resumed["status"] == "finished"
+    for key in [k for k in whole if k.startswith(("test/", "final/"))]:
+        assert resumed[key] == whole[key], key
+    resumed_history = read_history(cut_dir / "history.jsonl")
+    assert [r["step"] for r in resumed_history] == [r["step"] for r in whole_history]
+
+
+def test_torn_history_line_is_skipped(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text(json.dumps({"step": 1, "loss/total": 1.0}) + "\n" + '{"step": 2, "loss/to', encoding="utf-8")
+    assert read_history(path) == [{"step": 1, "loss/total": 1.0}]
