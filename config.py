@@ -12,7 +12,7 @@ import argparse
 import math
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 
 CHOICES = {
     "loss_impl": ("dense", "gather"),
@@ -21,6 +21,14 @@ CHOICES = {
     "precision": ("fp32", "bf16", "fp16"),
     "wandb_mode": ("auto", "online", "offline", "disabled"),
     "data_format": ("auto", "jsonl", "jointbert", "massive"),
+}
+
+# Entity-loss reference levels (sweeps/baseline.yaml): each sets alpha, gamma and unit_class_weights.
+LOSS_LEVELS = {
+    "plain_ce": {"alpha": 1.0, "gamma": 0.0, "unit_class_weights": True},      # exactly cross-entropy
+    "weighted_ce": {"alpha": 1.0, "gamma": 0.0, "unit_class_weights": False},  # CE with the class weights
+    "focal_g2": {"alpha": 0.25, "gamma": 2.0, "unit_class_weights": False},    # the write-up's fix
+    "focal_g3": {"alpha": 0.25, "gamma": 3.0, "unit_class_weights": False},    # the write-up's original
 }
 
 
@@ -41,6 +49,7 @@ class Config:
     o_weight: float = 0.1          # class weight of O
     max_class_weight: float = 5.0  # cap of the inverse-frequency entity class weights
     unit_class_weights: bool = False  # True: every class weighs 1 (o_weight / max_class_weight unused)
+    loss_level: str | None = None  # a named entity-loss level that sets alpha, gamma, unit_class_weights (see LOSS_LEVELS)
     # --- task weights
     lambdas: str = "new"           # preset: old (0.8/0.15/0.05, no warm-up) | new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
     lambda_entity: float | None = None   # overrides the preset's entity weight
@@ -136,6 +145,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
     parser = build_parser()
     cfg = Config(**vars(parser.parse_args(argv)))
     try:
+        if cfg.loss_level is not None:
+            if cfg.loss_level not in LOSS_LEVELS:
+                raise ValueError(f"--loss_level={cfg.loss_level!r}: expected one of {', '.join(LOSS_LEVELS)} or None")
+            cfg = replace(cfg, **LOSS_LEVELS[cfg.loss_level])
         validate(cfg)
         from model.masking import check_fits, parse_mask_value  # lazily: imports torch
 

@@ -41,12 +41,17 @@ log = logging.getLogger("train")
 
 def run_name(cfg: Config) -> str:
     name = f"mask={cfg.mask_value} gamma={cfg.gamma:g} lambdas={cfg.lambdas} seed={cfg.seed}"
-    return name if cfg.loss_impl == "dense" else f"{name} impl={cfg.loss_impl}"
+    if cfg.loss_impl != "dense":
+        name += f" impl={cfg.loss_impl}"
+    if cfg.loss_level:
+        name = f"level={cfg.loss_level} {name}"
+    return name if cfg.data == Config.data else f"{name} data={Path(cfg.data).name}"
 
 
 def run_tags(cfg: Config) -> list[str]:
-    return [f"mask={cfg.mask_value}", f"gamma={cfg.gamma:g}", f"lambdas={cfg.lambdas}",
+    tags = [f"mask={cfg.mask_value}", f"gamma={cfg.gamma:g}", f"lambdas={cfg.lambdas}",
             f"impl={cfg.loss_impl}", f"data={Path(cfg.data).name}"]
+    return tags + ([f"level={cfg.loss_level}"] if cfg.loss_level else [])
 
 
 def select_device(name: str) -> torch.device:

@@ -1,0 +1,89 @@
+"""Collapse curves: per cell, over steps, with the write-up's healthy bands shaded.
+
+Panels: loss components (non-finite steps marked in red along the top), gradient norm before
+clipping, pred_non_O, and the largest intent share of the batch. Every seed is one line.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from analysis.records import Run  # noqa: E402
+
+PANELS = [  # (title, keys, healthy band, log scale)
+    ("loss (total solid, entity dashed, intent dotted)", ["loss/total", "loss/entity", "loss/intent"], (0.5, 2.0), True),
+    ("grad norm (before clipping)", ["grad/norm"], (0.1, 2.0), True),
+    ("pred_non_O (train batch)", ["dist/entity/pred_non_O"], (0.15, 0.35), False),
+    ("largest intent share (train batch)", ["dist/intent/max_share"], (0.05, 0.15), False),
+]
+STYLES = ["-", "--", ":"]
+
+
+def _series(run: Run, key: str) -> tuple[list[int], list[float]]:
+    rows = [row for row in run.history if key in row and row.get("step") is not None]
+    return [row["step"] for row in rows], [float(row[key]) for row in rows]
+
+
+def _draw_panel(ax, runs: list[Run], keys: list[str], band, log: bool) -> None:
+    ax.axhspan(*band, color="tab:green", alpha=0.12, lw=0)
+    for color_index, run in enumerate(runs):
+        color = f"C{color_index % 10}"
+        for style, key in zip(STYLES, keys):
+            steps, values = _series(run, key)
+            finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v) and (v > 0 or not log)]
+            if finite:
+                ax.plot(*zip(*finite), style, color=color, lw=1, label=f"seed {run.seed}" if style == "-" else None)
+            bad = [s for s, v in zip(steps, values) if not math.isfinite(v)]
+            if bad:  # NaN / inf cannot be drawn as values: mark the steps along the top edge
+                ax.scatter(bad, [0.97] * len(bad), marker="|", color="red", s=30,
+                           transform=ax.get_xaxis_transform(), label="non-finite" if style == "-" else None)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def overview_figure(groups: dict[str, list[Run]], path: Path, title: str) -> Path:
+    names = sorted(groups)
+    fig, axes = plt.subplots(len(names), len(PANELS), figsize=(4 * len(PANELS), 2.4 * len(names)),
+                             squeeze=False, sharex=True)
+    for row, name in enumerate(names):
+        for col, (panel_title, keys, band, log) in enumerate(PANELS):
+            ax = axes[row][col]
+            _draw_panel(ax, groups[name], keys, band, log)
+            if row == 0:
+                ax.set_title(panel_title, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(name.replace(" ", "\n"), fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"{title}: green = the write-up's healthy band, red ticks = non-finite steps", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def cell_figures(groups: dict[str, list[Run]], folder: Path, suffix: str = "") -> list[Path]:
+    paths = []
+    for name, runs in groups.items():
+        fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.2), squeeze=False)
+        for ax, (panel_title, keys, band, log) in zip(axes[0], PANELS):
+            _draw_panel(ax, runs, keys, band, log)
+            ax.set_title(panel_title, fontsize=9)
+            ax.set_xlabel("step")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(name, fontsize=11)
+        fig.tight_layout()
+        path = folder / f"cell_{re.sub(r'[^A-Za-z0-9.=_-]+', '_', name)}{suffix}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths

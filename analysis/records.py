@@ -1,0 +1,95 @@
+"""Runs of a sweep, from a local sweep folder or from the W&B API, in one shape.
+
+A local folder is what `sweeps/local.py` writes: `sweep.json` (every planned run and its status)
+and `runs/<run_id>/{config,summary}.json, history.jsonl`. Planned runs with no record, crashed
+runs and runs still going are kept with their status, so the report can list them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from telemetry.record import read_history, read_json
+
+# The factors a report groups by, and their defaults (train.py's) when a run does not say.
+FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "dense", "level": None, "data": None}
+# `level` is train.py's --loss_level (the baseline sweep's axis), None elsewhere.
+
+
+@dataclass
+class Run:
+    run_id: str
+    status: str                       # finished | crashed | running | pending (never started) | failed
+    factors: dict                     # mask_value, gamma, lambdas, loss_impl, level, data
+    seed: int | None
+    summary: dict = field(default_factory=dict)
+    history_path: Path | None = None  # local history.jsonl
+    _history: list[dict] | None = None
+
+    @property
+    def history(self) -> list[dict]:
+        if self._history is None:
+            self._history = read_history(self.history_path) if self.history_path else []
+        return self._history
+
+
+def _factors(config: dict, params: dict, dataset: str | None) -> dict:
+    merged = {**config, **params}
+    factors = {name: merged.get(name, default) for name, default in FACTORS.items()}
+    factors["gamma"] = float(factors["gamma"])
+    factors["mask_value"] = str(factors["mask_value"])
+    factors["data"] = dataset or Path(str(merged.get("data") or "phone-assistant")).name
+    factors["level"] = merged.get("loss_level")
+    return factors
+
+
+def load_local(folder: Path) -> list[Run]:
+    folder = Path(folder)
+    manifest_path = folder / "sweep.json"
+    planned = json.loads(manifest_path.read_text(encoding="utf-8"))["runs"] if manifest_path.exists() else []
+    run_dirs = {p.parent.name: p.parent for p in (folder / "runs").glob("*/config.json")}
+    if not planned and not run_dirs:
+        raise FileNotFoundError(f"{folder}: no sweep.json and no runs/*/config.json (expected a folder written "
+                                "by sweeps/local.py or train.py --output_dir=<folder>/runs)")
+    params_by_id = {run["run_id"]: run for run in planned}
+    runs = []
+    for rid in list(params_by_id) + sorted(set(run_dirs) - set(params_by_id)):
+        run_dir = run_dirs.get(rid)
+        plan = params_by_id.get(rid, {})
+        config_file = read_json(run_dir / "config.json") if run_dir else {}
+        summary = read_json(run_dir / "summary.json") if run_dir and (run_dir / "summary.json").exists() else {}
+        if summary:
+            status = summary.get("status", "running")
+        else:
+            status = "failed" if plan.get("status") == "failed" else "pending"
+        config = config_file.get("config", {})
+        params = plan.get("params", {})
+        runs.append(Run(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
+                        seed=config.get("seed", params.get("seed")), summary=summary,
+                        history_path=run_dir / "history.jsonl" if run_dir else None))
+    return runs
+
+
+HISTORY_KEYS = ["loss/total", "loss/entity", "loss/intent", "loss/command", "grad/norm",
+                "dist/entity/pred_non_O", "dist/intent/max_share", "dist/command/max_share"]
+
+
+def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
+    """Runs of `entity/project` (optionally one sweep) through `wandb.Api`."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    filters = {"sweep": sweep_id} if sweep_id else {}
+    runs = []
+    for wandb_run in api.runs(path, filters=filters):
+        config, summary = dict(wandb_run.config), dict(wandb_run.summary)
+        status = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "running": "running"}.get(
+            wandb_run.state, wandb_run.state)
+        run = Run(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
+                  seed=config.get("seed"), summary=summary)
+        run._history = [{"step": row.get("_step"), **{k: row[k] for k in HISTORY_KEYS if k in row}}
+                        for row in wandb_run.scan_history() if "loss/total" in row]
+        runs.append(run)
+    return runs

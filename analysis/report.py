@@ -1,0 +1,275 @@
+"""Turn a sweep's runs into the before/after table, the full grid, factor effects and plots.
+
+    python analysis/report.py results/ablation                      # a folder from sweeps/local.py
+    python analysis/report.py --wandb ENTITY/PROJECT --sweep ID --out report/   # through wandb.Api
+
+Writes `report.md` (also printed), `before_after.csv`, `grid.csv`, `effects.csv` and
+`plots/*.png` into `<folder>/report/` (or `--out`). Every verdict sentence is computed from the
+numbers beside it; runs that are missing, crashed or still running are listed, never dropped.
+One table per dataset, plus a cross-dataset summary of each factor's effect.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.records import Run, load_local, load_wandb  # noqa: E402
+from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval  # noqa: E402
+
+# The write-up's two configurations and its own expectations (guesses, not measurements).
+BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
+AFTER = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new"}
+ROWS = [  # (label, summary key, write-up before, write-up expected after)
+    ("Entity F1", "test/entity_f1", "0.0", "0.2-0.4"),
+    ("pred_non_O", "test/pred_non_O", "0%", "20-30%"),
+    ("Final train loss", "final/loss/total", "NaN", "stable, 0.8-2.0"),
+    ("Masked-label predictions (I-PHONE etc.)", "test/masked_label_preds", "0 (collapsed)", "0 (masked)"),
+    ("Intent F1", "test/intent_f1", "0.0", "0.3-0.5"),
+    ("Command F1", "test/command_f1", "collapsed", "-"),
+    ("Collapse rate", "health/collapsed", "(collapsed)", "(healthy)"),
+]
+# Reference level of each factor: the write-up's "before" value (or plain CE for the baselines).
+REFERENCE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old", "loss_impl": "dense", "level": "plain_ce"}
+EFFECT_METRICS = [("entity F1", "test/entity_f1"), ("intent F1", "test/intent_f1"), ("command F1", "test/command_f1")]
+GROUPING = ("loss_impl", "mask_value", "gamma", "lambdas", "level")
+
+
+def value(run: Run, key: str) -> float:
+    raw = run.summary.get(key)
+    if isinstance(raw, bool):
+        return float(raw)
+    return math.nan if raw is None else float(raw)
+
+
+def varied(runs: list[Run]) -> list[str]:
+    """Factors that take more than one value among these runs (the report's grouping axes)."""
+    return [f for f in GROUPING if len({r.factors[f] for r in runs}) > 1]
+
+
+def cell_name(run: Run, factors: list[str]) -> str:
+    return " ".join(f"{'mask' if f == 'mask_value' else f}={_show(run.factors[f])}" for f in factors)
+
+
+def _show(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def matches(run: Run, wanted: dict) -> bool:
+    return all(run.factors.get(k) == v for k, v in wanted.items())
+
+
+def summarize(runs: list[Run], key: str) -> tuple[float, float, int]:
+    return mean_std([value(r, key) for r in runs])
+
+
+def before_after(runs: list[Run]) -> list[dict] | None:
+    before = [r for r in runs if matches(r, BEFORE) and r.factors["loss_impl"] == "dense"]
+    after = [r for r in runs if matches(r, AFTER) and r.factors["loss_impl"] == "dense"]
+    if not before or not after:
+        return None
+    rows = []
+    for label, key, expected_before, expected_after in ROWS:
+        show = collapse_rate if key == "health/collapsed" else lambda runs: fmt_mean_std(*summarize(runs, key))
+        rows.append({"metric": label, "before": show(before), "after": show(after),
+                     "write-up before": expected_before, "write-up expected after": expected_after})
+    rows.append({"metric": "Seeds", "before": str(len(before)), "after": str(len(after)),
+                 "write-up before": "-", "write-up expected after": "-"})
+    return rows
+
+
+def collapse_rate(runs: list[Run]) -> str:
+    return f"{sum(bool(r.summary.get('health/collapsed')) for r in runs)}/{len(runs)}"
+
+
+def first_nonfinite(runs: list[Run]) -> str:
+    steps = sorted({r.summary.get("health/first_nonfinite_step") for r in runs} - {None})
+    return ", ".join(map(str, steps)) or "never"
+
+
+def grid(runs: list[Run], factors: list[str]) -> list[dict]:
+    cells = defaultdict(list)
+    for run in runs:
+        cells[tuple(run.factors[f] for f in factors)].append(run)
+    rows = []
+    for key in sorted(cells, key=lambda k: tuple(map(str, k))):
+        members = cells[key]
+        row = {("mask" if f == "mask_value" else f): _show(v) for f, v in zip(factors, key)}
+        row["seeds"] = len(members)
+        for label, metric in [("entity F1", "test/entity_f1"), ("intent F1", "test/intent_f1"),
+                              ("command F1", "test/command_f1"), ("pred_non_O", "test/pred_non_O"),
+                              ("final loss", "final/loss/total")]:
+            row[label] = fmt_mean_std(*summarize(members, metric))
+        row["collapsed"] = collapse_rate(members)
+        row["first non-finite step"] = first_nonfinite(members)
+        rows.append(row)
+    return rows
+
+
+def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, within: dict | None = None):
+    """value(level) - value(reference) over runs equal in every other factor and the seed."""
+    others = [f for f in GROUPING + ("data",) if f != factor]
+    index = {}
+    for run in runs:
+        if within and not matches(run, within):
+            continue
+        index[(run.factors[factor], run.seed, tuple(run.factors[f] for f in others))] = run
+    deltas = []
+    for (lvl, seed, rest), run in index.items():
+        partner = index.get((reference, seed, rest))
+        if lvl == level and partner is not None:
+            deltas.append(value(run, metric) - value(partner, metric))
+    return deltas
+
+
+def effect_verdict(factor: str, level, reference, runs_level: list[Run], runs_ref: list[Run], delta) -> str:
+    name = "mask" if factor == "mask_value" else factor
+    c_level = sum(bool(r.summary.get("health/collapsed")) for r in runs_level)
+    c_ref = sum(bool(r.summary.get("health/collapsed")) for r in runs_ref)
+    text = (f"{name}={_show(reference)} collapsed {c_ref} of {len(runs_ref)} runs, "
+            f"{name}={_show(level)} {c_level} of {len(runs_level)}. ")
+    mean, low, high, n = delta
+    if n == 0:
+        return text + "No paired runs to compare."
+    shown = fmt_interval(mean, low, high)
+    if math.isnan(mean):
+        return text + f"Entity F1 delta is NaN over {n} pairs."
+    if math.isnan(low):
+        return text + f"Entity F1 delta = {shown} from {n} pair(s): too few for an interval."
+    if low > 0 or high < 0:
+        direction = "raises" if mean > 0 else "lowers"
+        return text + f"{name}={_show(level)} {direction} entity F1: delta = {shown} (95% CI, {n} pairs)."
+    return text + f"No detectable effect on entity F1: delta = {shown} (95% CI, {n} pairs)."
+
+
+def factor_effects(runs: list[Run], factors: list[str]) -> list[dict]:
+    rows = []
+    contexts = [None]
+    if "mask_value" in factors:
+        contexts += [{"mask_value": m} for m in sorted({r.factors["mask_value"] for r in runs})]
+    for factor in factors:
+        levels = sorted({r.factors[factor] for r in runs}, key=str)
+        reference = REFERENCE.get(factor) if REFERENCE.get(factor) in levels else levels[0]
+        for level in [lv for lv in levels if lv != reference]:
+            for context in contexts:
+                if context and factor in context:
+                    continue
+                scope = [r for r in runs if not context or matches(r, context)]
+                row = {"factor": factor, "level": _show(level), "vs": _show(reference),
+                       "among": "all runs" if not context else cell_name(scope[0], list(context))}
+                deltas = {label: paired_interval(paired_deltas(scope, factor, level, reference, metric))
+                          for label, metric in EFFECT_METRICS}
+                row["pairs"] = deltas["entity F1"][3]
+                row.update({f"delta {label}": fmt_interval(*delta[:3]) for label, delta in deltas.items()})
+                row["verdict"] = effect_verdict(factor, level, reference,
+                                                [r for r in scope if r.factors[factor] == level],
+                                                [r for r in scope if r.factors[factor] == reference],
+                                                deltas["entity F1"])
+                rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def not_finished(runs: list[Run]) -> list[dict]:
+    return [{"run": r.run_id, "status": r.status, "factors": cell_name(r, list(GROUPING)) + f" seed={r.seed}",
+             "error": r.summary.get("error", "")} for r in runs if r.status != "finished"]
+
+
+def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    finished = [r for r in runs if r.status == "finished"]
+    datasets = sorted({r.factors["data"] for r in runs})
+    parts = [f"# {title}\n", f"{len(runs)} runs: {len(finished)} finished, {len(runs) - len(finished)} not.\n"]
+    all_grid, all_effects, all_before_after = [], [], []
+    for dataset in datasets:
+        subset = [r for r in finished if r.factors["data"] == dataset]
+        factors = varied(subset) or ["mask_value"]
+        heading = f"\n## Dataset: {dataset}\n" if len(datasets) > 1 else ""
+        parts.append(heading)
+        table = before_after(subset)
+        if table:
+            parts += ["\n### Before / after (the write-up's two configurations, mean ± std over seeds)\n\n",
+                      markdown_table(table)]
+            all_before_after += [{"data": dataset, **row} for row in table]
+        grid_rows = grid(subset, factors)
+        parts += ["\n### Every cell (mean ± std over seeds)\n\n", markdown_table(grid_rows)]
+        effects = factor_effects(subset, [f for f in factors if f in GROUPING])
+        parts += ["\n### Factor effects (paired by seed, other factors fixed; test-set deltas, 95% t-interval)\n\n",
+                  markdown_table([{k: v for k, v in row.items() if k != "verdict"} for row in effects]), "\n"]
+        parts += [f"- **{row['factor']}={row['level']} vs {row['vs']}** ({row['among']}): {row['verdict']}\n"
+                  for row in effects]
+        all_grid += [{"data": dataset, **row} for row in grid_rows]
+        all_effects += [{"data": dataset, **row} for row in effects]
+        if plots and subset:
+            from analysis.plots import cell_figures, overview_figure
+
+            groups = defaultdict(list)
+            for run in subset:
+                groups[cell_name(run, factors)].append(run)
+            suffix = f"-{dataset}" if len(datasets) > 1 else ""
+            overview_figure(groups, out / "plots" / f"overview{suffix}.png", title=f"{title} ({dataset})")
+            cell_figures(groups, out / "plots", suffix)
+            parts.append(f"\nPlots: `{out / 'plots'}` (overview{suffix}.png and one figure per cell).\n")
+    if len(datasets) > 1:
+        summary = [{k: row[k] for k in ("data", "factor", "level", "vs", "among", "delta entity F1", "pairs")}
+                   for row in all_effects]
+        parts += ["\n## Across datasets: each factor's effect on entity F1\n\n", markdown_table(summary)]
+    parts += ["\n## Runs not finished (missing, failed, crashed or still running)\n\n", markdown_table(not_finished(runs))]
+    report = "".join(parts)
+    (out / "report.md").write_text(report, encoding="utf-8")
+    write_csv(out / "before_after.csv", all_before_after)
+    write_csv(out / "grid.csv", all_grid)
+    write_csv(out / "effects.csv", all_effects)
+    return report
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", type=Path, help="a sweep folder written by sweeps/local.py")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs through the W&B API instead")
+    parser.add_argument("--sweep", help="with --wandb: only this sweep's runs")
+    parser.add_argument("--out", type=Path, help="output folder (default: <folder>/report)")
+    parser.add_argument("--no_plots", action="store_true", help="tables only")
+    args = parser.parse_args(argv)
+    if args.wandb:
+        runs, title = load_wandb(args.wandb, args.sweep), f"W&B {args.wandb} {args.sweep or ''}".strip()
+        out = args.out or Path("report")
+    elif args.folder:
+        try:
+            runs = load_local(args.folder)
+        except FileNotFoundError as err:
+            parser.error(str(err))
+        title, out = f"Sweep {args.folder.name}", args.out or args.folder / "report"
+    else:
+        parser.error("give a sweep folder or --wandb ENTITY/PROJECT")
+    report = build_report(runs, title, out, plots=not args.no_plots)
+    print(report)
+    print(f"written to {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

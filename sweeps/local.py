@@ -1,0 +1,230 @@
+"""Run a W&B sweep YAML locally, in parallel, with no account: the offline twin of `wandb agent`.
+
+    python sweeps/local.py sweeps/ablation.yaml                 # 24 runs, 2 workers, W&B offline
+    python sweeps/local.py sweeps/baseline.yaml --data=path/to/atis --workers=2
+    python sweeps/local.py sweeps/mechanism.yaml --dry_run      # print the command of every run
+
+Grid sweeps are expanded, and random ones sampled (`--count` or the YAML's `run_cap`), with W&B's
+own sweep engine (the `sweeps` package). Each run's argument list is built from the YAML's
+`command:` by W&B's own agent helpers, so it is what `wandb agent` would run; the runner then
+appends `--output_dir` (and `--data` when overridden) and runs it as a subprocess from a list,
+never a shell string. `${interpreter}` is this Python, so the runs use the same environment.
+
+All runs of a sweep share one folder and one W&B group:
+
+    <out>/<sweep>[-<data>]/sweep.json        the sweep, every planned run and its status
+    <out>/<sweep>[-<data>]/runs/<run_id>/    train.py's run records (what analysis/ reads)
+    <out>/<sweep>[-<data>]/runs/wandb/       W&B offline runs (`wandb sync`, `wandb leet`)
+    <out>/<sweep>[-<data>]/logs/<run_id>.log each run's console output
+
+A failed run is recorded and the others go on. Running the same command again skips the runs
+that finished and resumes the ones that stopped after a checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import Config  # noqa: E402  (the flag names train.py accepts)
+
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be run; the message names the file and what was expected."""
+
+
+def _sweeps_engine():
+    """W&B's sweep engine (the `sweeps` package; this folder is deliberately not a package)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a pydantic deprecation notice at import
+        import sweeps
+    return sweeps
+
+
+def load_sweep(path: Path) -> dict:
+    """Read and validate a sweep YAML: W&B's schema, and every parameter a real train.py flag."""
+    sweeps = _sweeps_engine()
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"{path}: no such sweep file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SweepError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(config, dict):
+        raise SweepError(f"{path}: expected a mapping with method, parameters and command")
+    violations = sweeps.schema_violations_from_proposed_config(config)
+    if violations:
+        raise SweepError(f"{path}: not a valid W&B sweep: " + "; ".join(violations))
+    flags = {f.name for f in Config.__dataclass_fields__.values()}
+    unknown = sorted(set(config.get("parameters", {})) - flags)
+    if unknown:
+        raise SweepError(f"{path}: parameter(s) {unknown} are not train.py flags (see config.py)")
+    return config
+
+
+def expand(config: dict, count: int | None = None, seed: int = 0) -> list[dict]:
+    """Every run's parameters ({name: value}), in W&B's order."""
+    import numpy as np
+
+    sweeps = _sweeps_engine()
+
+    if config["method"] == "grid":
+        planned = sweeps.next_runs(config, [], validate=True, n=10**6)
+    elif config["method"] == "random":
+        n = count or config.get("run_cap")
+        if not n:
+            raise SweepError("a random sweep needs --count or run_cap in the YAML")
+        np.random.seed(seed)  # the same sample on every invocation, so finished runs are skipped
+        planned = sweeps.next_runs(config, [], validate=True, n=n)
+    else:
+        raise SweepError(f"method {config['method']!r}: the local runner expands grid and random sweeps "
+                         "(use wandb agent for bayes)")
+    as_python = lambda v: v.item() if hasattr(v, "item") else v  # noqa: E731 - numpy scalars from the engine
+    return [{name: as_python(p["value"]) for name, p in run.config.items()} for run in planned if run is not None]
+
+
+def agent_command(config: dict, params: dict, interpreter: str = "python") -> list[str]:
+    """The argument list `wandb agent` builds for these parameters, with W&B's own helpers."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    sweep_vars = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    sweep_vars.update(env=["/usr/bin/env"], interpreter=[interpreter], program=[config.get("program", "train.py")])
+    command = []
+    for chunk in create_sweep_command(list(config.get("command", DEFAULT_COMMAND))):
+        chunk = str(chunk)
+        is_macro = chunk.startswith("${") and chunk.endswith("}")
+        command += (sweep_vars.get(chunk[2:-1]) or []) if is_macro else [chunk]
+    return command
+
+
+def run_id(sweep_name: str, params: dict, data: str | None) -> str:
+    key = json.dumps({"sweep": sweep_name, "params": params, "data": data}, sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def plan(sweep_path: Path, out: Path, data: str | None = None, count: int | None = None) -> dict:
+    config = load_sweep(sweep_path)
+    name = sweep_path.stem + (f"-{Path(data).name}" if data else "")
+    folder = out / name
+    runs = []
+    for params in expand(config, count):
+        rid = run_id(sweep_path.stem, params, data)
+        runs.append({"run_id": rid, "params": params,
+                     "args": agent_command(config, params, sys.executable)
+                     + [f"--output_dir={folder / 'runs'}"] + ([f"--data={data}"] if data else [])})
+    return {"sweep": str(sweep_path), "name": name, "folder": str(folder), "data": data, "config": config,
+            "runs": runs}
+
+
+def run_status(folder: Path, rid: str) -> str:
+    summary = folder / "runs" / rid / "summary.json"
+    if not summary.exists():
+        return "pending"
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("status", "pending")
+    except json.JSONDecodeError:
+        return "pending"
+
+
+def launch(run: dict, folder: Path, threads: int) -> tuple[str, int, float]:
+    """Run one sweep run as a subprocess; returns (run id, exit code, seconds)."""
+    rid = run["run_id"]
+    run_dir = folder / "runs" / rid
+    args = list(run["args"])
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        args.append(f"--resume={run_dir}")
+    env = {**os.environ, "WANDB_RUN_ID": rid, "WANDB_RUN_GROUP": folder.name, "OMP_NUM_THREADS": str(threads),
+           "PYTHONUNBUFFERED": "1"}
+    log_path = folder / "logs" / f"{rid}.log"
+    start = time.perf_counter()
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(args)}\n")
+        log.flush()
+        code = subprocess.run(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+    return rid, code, time.perf_counter() - start
+
+
+def execute(sweep: dict, workers: int = 2) -> dict:
+    """Run every planned run that has not finished; returns {run_id: status}."""
+    from tqdm import tqdm
+
+    folder = Path(sweep["folder"])
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    status = {run["run_id"]: run_status(folder, run["run_id"]) for run in sweep["runs"]}
+    todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished"]
+    write_manifest(sweep, status)
+    print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
+          f"{len(todo)} to run with {workers} worker(s) -> {folder}", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
+        futures = [pool.submit(launch, run, folder, threads) for run in todo]
+        for future in as_completed(futures):
+            rid, code, seconds = future.result()
+            status[rid] = run_status(folder, rid) if code == 0 else "failed"
+            if code != 0:
+                tqdm.write(f"run {rid} failed (exit {code}); see {folder / 'logs' / (rid + '.log')}")
+            write_manifest(sweep, status)
+            bar.update(1)
+    return status
+
+
+def write_manifest(sweep: dict, status: dict) -> None:
+    folder = Path(sweep["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {**sweep, "runs": [{**run, "status": status[run["run_id"]]} for run in sweep["runs"]]}
+    tmp = folder / "sweep.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, folder / "sweep.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", type=Path, help="a sweep YAML, e.g. sweeps/ablation.yaml")
+    parser.add_argument("--workers", type=int, default=2, help="runs in parallel (default 2)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results", help="where sweep folders go (default results/)")
+    parser.add_argument("--data", default=None, help="dataset passed to every run as --data (default: the YAML's)")
+    parser.add_argument("--count", type=int, default=None, help="number of runs of a random sweep")
+    parser.add_argument("--dry_run", action="store_true", help="print each run's command and exit")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers={args.workers}: expected a positive integer")
+    try:
+        sweep = plan(args.sweep, args.out.resolve(), args.data, args.count)
+    except SweepError as err:
+        parser.error(str(err))
+    if args.dry_run:
+        for run in sweep["runs"]:
+            print(run["run_id"], " ".join(run["args"]))
+        return 0
+    start = time.perf_counter()
+    status = execute(sweep, args.workers)
+    folder = Path(sweep["folder"])
+    counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
+    print(f"\n{sweep['name']}: {counts} in {time.perf_counter() - start:.0f} s")
+    print(f"  run records:   {folder / 'runs'}")
+    print(f"  report:        python analysis/report.py {folder}")
+    print(f"  browse:        wandb leet {folder / 'runs' / 'wandb'}")
+    print(f"  upload:        wandb sync --sync-all {folder / 'runs' / 'wandb'}   (after `wandb login`)")
+    return 0 if all(s == "finished" for s in status.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
