@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_sche
 from config import Config, parse_config
 from data import load_dataset
 from evaluation import compute_metrics, entity_type_report, predict
+from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode, parse_mask_value
 from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -256,6 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
                        entity_type_report([ex.tags for ex in dataset.splits["test"]], predictions.tags).items()])
         tracker.confusion_matrix("test/intent_confusion", [ex.intent for ex in dataset.splits["test"]],
                                  predictions.intents, labels.intents.names)
+        errors = span_errors([ex.tags for ex in dataset.splits["test"]], predictions.tags)
+        tracker.table("test/entity_errors", ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
+        for kind in ("correct", "type", "boundary", "type+boundary", "missed", "spurious"):
+            test[f"test/spans/{kind}"] = float(sum(n for key, n in errors.items() if key[0] == kind))
         last = {f"final/{k}": v for k, v in numbers.items()
                 if k.startswith(("loss/", "dist/", "grad/norm")) and not isinstance(v, list)}
         summary = {**last, **test,

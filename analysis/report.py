@@ -47,9 +47,23 @@ def value(run: Run, key: str) -> float:
     return math.nan if raw is None else float(raw)
 
 
+PRIORITY = ("level", "loss_impl", "mask_value", "gamma", "lambdas")  # who names a cell when two factors move together
+
+
+def determines(runs: list[Run], given: str, other: str) -> bool:
+    """True when each value of `given` comes with exactly one value of `other` (e.g. loss_level -> gamma)."""
+    seen = {}
+    return all(seen.setdefault(r.factors[given], r.factors[other]) == r.factors[other] for r in runs)
+
+
 def varied(runs: list[Run]) -> list[str]:
-    """Factors that take more than one value among these runs (the report's grouping axes)."""
-    return [f for f in GROUPING if len({r.factors[f] for r in runs}) > 1]
+    """The report's grouping axes: factors that take more than one value, minus those that are a
+    function of another axis (the baseline's gamma follows from its loss level)."""
+    kept = []
+    for factor in PRIORITY:
+        if len({r.factors[factor] for r in runs}) > 1 and not any(determines(runs, k, factor) for k in kept):
+            kept.append(factor)
+    return [f for f in GROUPING if f in kept]
 
 
 def cell_name(run: Run, factors: list[str]) -> str:
@@ -65,7 +79,8 @@ def matches(run: Run, wanted: dict) -> bool:
 
 
 def summarize(runs: list[Run], key: str) -> tuple[float, float, int]:
-    return mean_std([value(r, key) for r in runs])
+    """Over the runs that logged `key` (a NaN it logged counts; a head the data lacks does not)."""
+    return mean_std([value(r, key) for r in runs if key in r.summary])
 
 
 def before_after(runs: list[Run]) -> list[dict] | None:
@@ -111,9 +126,10 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
     return rows
 
 
-def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, within: dict | None = None):
-    """value(level) - value(reference) over runs equal in every other factor and the seed."""
-    others = [f for f in GROUPING + ("data",) if f != factor]
+def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, axes: list[str],
+                  within: dict | None = None):
+    """value(level) - value(reference) over runs equal in every other axis, the dataset and the seed."""
+    others = [f for f in axes if f != factor] + ["data"]
     index = {}
     for run in runs:
         if within and not matches(run, within):
@@ -122,7 +138,7 @@ def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, w
     deltas = []
     for (lvl, seed, rest), run in index.items():
         partner = index.get((reference, seed, rest))
-        if lvl == level and partner is not None:
+        if lvl == level and partner is not None and metric in run.summary and metric in partner.summary:
             deltas.append(value(run, metric) - value(partner, metric))
     return deltas
 
@@ -162,15 +178,35 @@ def factor_effects(runs: list[Run], factors: list[str]) -> list[dict]:
                 scope = [r for r in runs if not context or matches(r, context)]
                 row = {"factor": factor, "level": _show(level), "vs": _show(reference),
                        "among": "all runs" if not context else cell_name(scope[0], list(context))}
-                deltas = {label: paired_interval(paired_deltas(scope, factor, level, reference, metric))
+                deltas = {label: paired_interval(paired_deltas(scope, factor, level, reference, metric, factors))
                           for label, metric in EFFECT_METRICS}
                 row["pairs"] = deltas["entity F1"][3]
-                row.update({f"delta {label}": fmt_interval(*delta[:3]) for label, delta in deltas.items()})
+                row.update({f"delta {label}": fmt_interval(*delta[:3]) if delta[3] else "-"
+                            for label, delta in deltas.items()})
                 row["verdict"] = effect_verdict(factor, level, reference,
                                                 [r for r in scope if r.factors[factor] == level],
                                                 [r for r in scope if r.factors[factor] == reference],
                                                 deltas["entity F1"])
                 rows.append(row)
+    return rows
+
+
+def type_deltas(runs: list[Run], factors: list[str], top: int = 5) -> list[dict]:
+    """For each factor level against its reference, the entity types whose test F1 moves most."""
+    types = sorted({k.split("/")[2] for r in runs for k in r.summary if k.startswith("test/entity_type/")})
+    rows = []
+    for factor in factors:
+        levels = sorted({r.factors[factor] for r in runs}, key=str)
+        reference = REFERENCE.get(factor) if REFERENCE.get(factor) in levels else levels[0]
+        for level in [lv for lv in levels if lv != reference]:
+            moves = []
+            for entity_type in types:
+                deltas = paired_deltas(runs, factor, level, reference, f"test/entity_type/{entity_type}/f1", factors)
+                if deltas:
+                    moves.append((entity_type, paired_interval(deltas)))
+            moves.sort(key=lambda m: -abs(m[1][0]) if not math.isnan(m[1][0]) else 0)
+            rows += [{"factor": factor, "level": _show(level), "vs": _show(reference), "type": entity_type,
+                      "delta F1": fmt_interval(*delta[:3]), "pairs": delta[3]} for entity_type, delta in moves[:top]]
     return rows
 
 
@@ -221,6 +257,13 @@ def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> 
                   markdown_table([{k: v for k, v in row.items() if k != "verdict"} for row in effects]), "\n"]
         parts += [f"- **{row['factor']}={row['level']} vs {row['vs']}** ({row['among']}): {row['verdict']}\n"
                   for row in effects]
+        if "level" in factors:
+            parts += ["\n### Does the focal term help here? (each loss level against plain cross-entropy)\n\n"]
+            parts += [f"- {row['level']}: {row['verdict']}\n" for row in effects if row["factor"] == "level"]
+        type_rows = type_deltas(subset, [f for f in factors if f in GROUPING])
+        if type_rows:
+            parts += ["\n### Per-type F1 deltas (the types that move most, paired as above)\n\n",
+                      markdown_table(type_rows)]
         all_grid += [{"data": dataset, **row} for row in grid_rows]
         all_effects += [{"data": dataset, **row} for row in effects]
         if plots and subset:

@@ -1,0 +1,109 @@
+"""The report on run records written here, with values computed by hand."""
+import json
+import math
+
+import pytest
+
+from analysis.records import load_local
+from analysis.report import build_report, factor_effects, grid, paired_deltas
+from analysis.stats import paired_interval
+
+BASE = {0: 0.80, 1: 0.82, 2: 0.90}  # entity F1 of (-1e9, gamma 3, old) by seed
+
+
+def entity_f1(mask, gamma, lambdas, seed):
+    """-inf collapses to 0; gamma 2 adds 0.01 * seed; the new lambdas cost 0.02."""
+    if mask == "-inf":
+        return 0.0
+    return BASE[seed] + (0.01 * seed if gamma == 2.0 else 0.0) - (0.02 if lambdas == "new" else 0.0)
+
+
+def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
+    run_dir = folder / "runs" / rid
+    run_dir.mkdir(parents=True)
+    config = {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed, "loss_impl": "dense",
+              "data": "phone-assistant"}
+    (run_dir / "config.json").write_text(json.dumps({"config": config, "run_id": rid, "dataset": "phone-assistant"}))
+    collapsed = mask == "-inf"
+    summary = {"status": status, "test/entity_f1": f1, "test/intent_f1": 0.02 if collapsed else 0.9,
+               "test/command_f1": 0.01 if collapsed else 0.8, "test/pred_non_O": 0.0 if collapsed else 0.45,
+               "test/masked_label_preds": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
+               "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    rows = [{"step": s, "loss/total": math.nan if collapsed else 1.0 / s, "loss/entity": 0.5, "loss/intent": 1.0,
+             "grad/norm": math.nan if collapsed else 1.0, "dist/entity/pred_non_O": 0.0 if collapsed else 0.3,
+             "dist/intent/max_share": 1.0 if collapsed else 0.2} for s in range(1, 6)]
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def sweep_folder(tmp_path):
+    planned = []
+    for mask in ("-inf", "-1e9"):
+        for gamma in (2.0, 3.0):
+            for lambdas in ("old", "new"):
+                for seed in range(3):
+                    rid = f"{mask}-{gamma:g}-{lambdas}-{seed}"
+                    write_run(tmp_path, rid, mask, gamma, lambdas, seed, entity_f1(mask, gamma, lambdas, seed))
+                    planned.append({"run_id": rid, "status": "finished",
+                                    "params": {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed}})
+    planned.append({"run_id": "never-ran", "params": {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "seed": 3},
+                    "status": "failed"})
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned}))
+    return tmp_path
+
+
+def test_paired_interval_matches_a_hand_computation():
+    mean, low, high, n = paired_interval([0.01, 0.03, 0.0])
+    # mean 0.013333, sd 0.015275, t(0.975, 2) = 4.302653
+    assert (n, mean) == (3, pytest.approx(0.0133333, abs=1e-6))
+    assert low == pytest.approx(0.0133333 - 4.302653 * 0.0152753 / 3 ** 0.5, abs=1e-5)
+    assert high == pytest.approx(0.0133333 + 4.302653 * 0.0152753 / 3 ** 0.5, abs=1e-5)
+
+
+def test_missing_and_failed_runs_are_listed(sweep_folder):
+    runs = load_local(sweep_folder)
+    status = {r.run_id: r.status for r in runs}
+    assert status["never-ran"] == "failed" and len(runs) == 25
+    report = build_report(runs, "test", sweep_folder / "report", plots=False)
+    assert "| never-ran | failed |" in report
+    assert "24 finished, 1 not" in report
+
+
+def test_before_after_table_and_nan_loss(sweep_folder):
+    report = build_report(load_local(sweep_folder), "test", sweep_folder / "report", plots=False)
+    # before = (-inf, 3, old): F1 0 everywhere, loss NaN; after = (-1e9, 2, new): F1 .78 .81 .90
+    assert "| Entity F1 | 0.000 ± 0.000 | 0.830 ± 0.062 | 0.0 | 0.2-0.4 |" in report
+    assert "| Final train loss | NaN | 0.110 ± 0.010 |" in report
+    assert "| Collapse rate | 3/3 | 0/3 |" in report
+    assert (sweep_folder / "report" / "before_after.csv").exists() and (sweep_folder / "report" / "grid.csv").exists()
+
+
+def test_grid_cells_and_paired_effects(sweep_folder):
+    runs = [r for r in load_local(sweep_folder) if r.status == "finished"]
+    rows = grid(runs, ["mask_value", "gamma", "lambdas"])
+    cell = next(r for r in rows if (r["mask"], r["gamma"], r["lambdas"]) == ("-1e9", "3", "old"))
+    assert cell["entity F1"] == "0.840 ± 0.053" and cell["collapsed"] == "0/3" and cell["first non-finite step"] == "never"
+    assert next(r for r in rows if r["mask"] == "-inf")["first non-finite step"] == "1"
+    # gamma 2 vs 3 among -1e9 runs, paired by seed and lambdas: 0.01 * seed, twice
+    deltas = paired_deltas(runs, "gamma", 2.0, 3.0, "test/entity_f1", ["mask_value", "gamma", "lambdas"],
+                           within={"mask_value": "-1e9"})
+    assert sorted(deltas) == pytest.approx([0.0, 0.0, 0.01, 0.01, 0.02, 0.02])
+    effects = factor_effects(runs, ["mask_value", "gamma", "lambdas"])
+    gamma_row = next(r for r in effects if r["factor"] == "gamma" and r["among"] == "mask=-1e9")
+    # mean 0.01, sd 0.008944, t(0.975, 5) = 2.570582: half-width 0.009386
+    assert gamma_row["pairs"] == 6 and gamma_row["delta entity F1"] == "+0.010 [+0.001, +0.019]"
+    assert "gamma=2 raises entity F1" in gamma_row["verdict"]
+    lambdas_row = next(r for r in effects if r["factor"] == "lambdas" and r["among"] == "mask=-1e9")
+    assert lambdas_row["delta entity F1"] == "-0.020 [-0.020, -0.020]" and "lowers entity F1" in lambdas_row["verdict"]
+    inf_row = next(r for r in effects if r["factor"] == "gamma" and r["among"] == "mask=-inf")
+    assert "No detectable effect" in inf_row["verdict"]
+    mask_row = next(r for r in effects if r["factor"] == "mask_value")
+    assert "mask=-inf collapsed 12 of 12 runs, mask=-1e9 0 of 12" in mask_row["verdict"]
+    assert "raises entity F1" in mask_row["verdict"]
+
+
+def test_plots_are_written(sweep_folder):
+    build_report(load_local(sweep_folder), "test", sweep_folder / "report", plots=True)
+    plots = sorted(p.name for p in (sweep_folder / "report" / "plots").glob("*.png"))
+    assert "overview.png" in plots and len(plots) == 1 + 8
