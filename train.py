@@ -17,7 +17,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -76,8 +78,10 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
     return Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"], run_dir, checkpoint
 
 
-def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch, autocast, task_grads: bool):
-    """One optimizer step. Returns the step's numbers as tensors (moved to the host by the caller)."""
+def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch, autocast, telemetry: bool,
+               task_grads: bool):
+    """One optimizer step. Returns the step's numbers as tensors (moved to the host by the caller):
+    always the losses and the total grad norm; with `telemetry`, per-module norms and label counts."""
     with autocast():
         logits = model(batch["input_ids"], batch["attention_mask"])
     total, weighted, numbers = criterion(logits, batch, epoch)
@@ -90,7 +94,7 @@ def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch
     (scaler.scale(total) if scaler else total).backward()
     if scaler:
         scaler.unscale_(optimizer)  # clip and measure true gradients, not scaled ones
-    for name, module in model.heads().items():
+    for name, module in model.heads().items() if telemetry else ():
         numbers[f"grad/norm/{name}"] = torch.nn.utils.get_total_norm(
             [p.grad for p in module.parameters() if p.grad is not None])
     params = [p for p in model.parameters() if p.grad is not None]
@@ -108,7 +112,8 @@ def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch
     else:
         optimizer.step()
     scheduler.step()
-    numbers.update(step_counts(logits, batch))
+    if telemetry:
+        numbers.update(step_counts(logits, batch))
     return numbers
 
 
@@ -205,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        criterion=criterion, autocast=autocast)
     progress = tqdm(total=total_steps, initial=step, desc=name, dynamic_ncols=True, mininterval=1.0,
                     disable=None, file=sys.stderr)
-    stopped, numbers = False, {}
+    stopped, numbers, train_seconds, first_step = False, {}, 0.0, step
     try:
         model.train()
         for epoch in range(start_epoch, cfg.epochs):
@@ -214,25 +219,28 @@ def main(argv: list[str] | None = None) -> dict:
             for start in range(0, len(order), cfg.batch_size):
                 if step >= total_steps:
                     break
+                started = time.perf_counter()
                 batch = collate([encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()], pad_id)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                task_grads = cfg.task_grad_every > 0 and step % cfg.task_grad_every == 0
-                numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
-                                             autocast, task_grads))
                 step += 1
+                log_now = step % cfg.log_every == 0  # telemetry and health are computed on logged steps
+                task_grads = log_now and cfg.task_grad_every > 0 and (step - 1) % cfg.task_grad_every == 0
+                numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
+                                             autocast, telemetry=log_now, task_grads=task_grads))
                 n_clipped += int(numbers["grad/clipped"])
-                numbers.update(count_scalars(numbers, labels.invalid_mask))
-                numbers["grad/clip_rate"] = n_clipped / step
-                was_collapsed = monitor.collapsed
-                numbers.update(monitor.update(step, numbers))
-                if monitor.collapsed and not was_collapsed:
-                    tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
-                                  + "; ".join(monitor.reasons))
-                if step % cfg.log_every == 0:
+                if log_now:
+                    numbers.update(count_scalars(numbers, labels.invalid_mask))
+                    numbers["grad/clip_rate"] = n_clipped / step
+                    was_collapsed = monitor.collapsed
+                    numbers.update(monitor.update(step, numbers))
+                    if monitor.collapsed and not was_collapsed:
+                        tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
+                                      + "; ".join(monitor.reasons))
                     tracker.log(step, {"epoch": epoch, **numbers})
+                train_seconds += time.perf_counter() - started
                 progress.update(1)
                 progress.set_postfix(loss=f"{numbers['loss/total']:.3f}",
-                                     pred_non_O=f"{numbers['dist/entity/pred_non_O']:.2f}", refresh=False)
+                                     pred_non_O=f"{numbers.get('dist/entity/pred_non_O', math.nan):.2f}", refresh=False)
                 if cfg.stop_on_collapse and monitor.collapsed:
                     stopped = True
                     break
@@ -265,7 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if k.startswith(("loss/", "dist/", "grad/norm")) and not isinstance(v, list)}
         summary = {**last, **test,
                    "best/epoch": best["epoch"], "best/val_entity_f1": best_f1, "steps": step,
-                   "stopped_on_collapse": stopped, **monitor.verdict()}
+                   "stopped_on_collapse": stopped, **monitor.verdict(), "perf/train_seconds": train_seconds,
+                   "perf/steps_per_second": (step - first_step) / train_seconds if train_seconds else math.nan}
         tracker.summary(summary)
         tracker.finish("finished")
     except BaseException as err:
@@ -281,7 +290,12 @@ def main(argv: list[str] | None = None) -> dict:
     return record.summary
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)  # SIGTERM (a sweep runner or scheduler stopping us): record a crash
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
     except (ValueError, FileNotFoundError) as err:

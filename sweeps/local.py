@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from config import Config  # noqa: E402  (the flag names train.py accepts)
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+RUNNING: set[subprocess.Popen] = set()  # runs in flight, stopped with the runner
 
 
 class SweepError(ValueError):
@@ -157,8 +159,23 @@ def launch(run: dict, folder: Path, threads: int) -> tuple[str, int, float]:
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(args)}\n")
         log.flush()
-        code = subprocess.run(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        RUNNING.add(process)
+        try:
+            code = process.wait()
+        finally:
+            RUNNING.discard(process)
     return rid, code, time.perf_counter() - start
+
+
+def _stop_children_quietly() -> None:
+    for process in list(RUNNING):
+        process.terminate()
+
+
+def _interrupt(signum=None, frame=None):
+    """SIGTERM is handled like Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def execute(sweep: dict, workers: int = 2) -> dict:
@@ -174,15 +191,22 @@ def execute(sweep: dict, workers: int = 2) -> dict:
     print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
           f"{len(todo)} to run with {workers} worker(s) -> {folder}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
-        futures = [pool.submit(launch, run, folder, threads) for run in todo]
-        for future in as_completed(futures):
-            rid, code, seconds = future.result()
-            status[rid] = run_status(folder, rid) if code == 0 else "failed"
-            if code != 0:
-                tqdm.write(f"run {rid} failed (exit {code}); see {folder / 'logs' / (rid + '.log')}")
-            write_manifest(sweep, status)
-            bar.update(1)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
+            futures = [pool.submit(launch, run, folder, threads) for run in todo]
+            for future in as_completed(futures):
+                rid, code, seconds = future.result()
+                status[rid] = run_status(folder, rid) if code == 0 else "failed"
+                if code != 0:
+                    tqdm.write(f"run {rid} failed (exit {code}); see {folder / 'logs' / (rid + '.log')}")
+                write_manifest(sweep, status)
+                bar.update(1)
+    except BaseException:
+        _stop_children_quietly()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: start nothing new
     return status
 
 
@@ -215,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
             print(run["run_id"], " ".join(run["args"]))
         return 0
     start = time.perf_counter()
-    status = execute(sweep, args.workers)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        status = execute(sweep, args.workers)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the same command resumes {sweep['name']}", file=sys.stderr)
+        return 130
     folder = Path(sweep["folder"])
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
     print(f"\n{sweep['name']}: {counts} in {time.perf_counter() - start:.0f} s")
