@@ -78,6 +78,43 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
     return Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"], run_dir, checkpoint
 
 
+def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
+    """The encoder's own tokenizer, or for `tiny` one built from train (or reloaded on resume)."""
+    if cfg.encoder != "tiny":
+        return AutoTokenizer.from_pretrained(cfg.encoder)
+    if resume_dir is not None:
+        return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+    return build_tiny_tokenizer(dataset.splits["train"])
+
+
+def build_model(cfg: Config, labels, vocab_size: int) -> MultiTaskNLU:
+    return MultiTaskNLU(build_encoder(cfg.encoder, vocab_size), len(labels.intents),
+                        len(labels.commands) if labels.commands else None, len(labels.tags),
+                        torch.tensor(labels.invalid_mask), parse_mask_value(cfg.mask_value), cfg.dropout)
+
+
+def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
+    """The multi-task objective and the entity class weights it uses (printed: they shape the collapse)."""
+    if cfg.unit_class_weights:
+        class_weights = torch.ones(len(labels.tags))
+    else:
+        class_weights = entity_class_weights(labels.tags.names, labels.tag_counts, cfg.o_weight, cfg.max_class_weight)
+    log.info("entity class weights: %s", format_weights(labels.tags.names, class_weights))
+    log.info("masked (invalid) entity labels: %s", ", ".join(labels.invalid_tags) or "none")
+    weights = TaskWeights.from_flags(cfg.lambdas, cfg.lambda_entity, cfg.lambda_intent, cfg.lambda_command,
+                                     cfg.entity_warmup)
+    return MultiTaskLoss(weights, class_weights, cfg.alpha, cfg.gamma, cfg.loss_impl), class_weights
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
+    """AdamW as HF Trainer sets it up: no weight decay on biases and LayerNorm weights (1-d tensors),
+    the fused kernel (one kernel for all parameters, on CPU and GPU)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+
+
 def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch, autocast, telemetry: bool,
                task_grads: bool):
     """One optimizer step. Returns the step's numbers as tensors (moved to the host by the caller):
@@ -148,30 +185,15 @@ def main(argv: list[str] | None = None) -> dict:
     # --- data, tokenizer, model
     dataset = load_dataset(cfg.data, cfg.data_format)
     labels = dataset.labels
-    if cfg.encoder != "tiny":
-        tokenizer = AutoTokenizer.from_pretrained(cfg.encoder)
-    elif checkpoint is not None:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(run_dir / "tokenizer")
-    else:
-        tokenizer = build_tiny_tokenizer(dataset.splits["train"])
+    tokenizer = load_tokenizer(cfg, dataset, run_dir if checkpoint is not None else None)
     encoded = {split: encode(examples, tokenizer, labels, cfg.max_length) for split, examples in dataset.splits.items()}
-    model = MultiTaskNLU(build_encoder(cfg.encoder, len(tokenizer)), len(labels.intents),
-                         len(labels.commands) if labels.commands else None, len(labels.tags),
-                         torch.tensor(labels.invalid_mask), parse_mask_value(cfg.mask_value), cfg.dropout).to(device)
-    if cfg.unit_class_weights:
-        class_weights = torch.ones(len(labels.tags))
-    else:
-        class_weights = entity_class_weights(labels.tags.names, labels.tag_counts, cfg.o_weight, cfg.max_class_weight)
-    log.info("entity class weights: %s", format_weights(labels.tags.names, class_weights))
-    log.info("masked (invalid) entity labels: %s", ", ".join(labels.invalid_tags) or "none")
-    weights = TaskWeights.from_flags(cfg.lambdas, cfg.lambda_entity, cfg.lambda_intent, cfg.lambda_command,
-                                     cfg.entity_warmup)
-    criterion = MultiTaskLoss(weights, class_weights, cfg.alpha, cfg.gamma, cfg.loss_impl)
+    model = build_model(cfg, labels, len(tokenizer)).to(device)
+    criterion, class_weights = build_criterion(cfg, labels)
 
     # --- optimisation
     steps_per_epoch = math.ceil(len(encoded["train"]) / cfg.batch_size)
     total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     monitor = HealthMonitor(window=cfg.collapse_window)

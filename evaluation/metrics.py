@@ -10,7 +10,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as macro_f1
@@ -51,24 +51,27 @@ def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, 
     return Predictions(tags, intents, commands if labels.commands is not None else None, loss)
 
 
-def entity_type_report(gold: list[list[str]], pred: list[list[str]]) -> dict[str, dict[str, float]]:
-    """seqeval's per-type precision / recall / F1 / support (strict IOB2)."""
+def entity_type_report(gold: list[list[str]], pred: list[list[str]], averages: bool = False) -> dict[str, dict[str, float]]:
+    """seqeval's per-type precision / recall / F1 / support (strict IOB2); with `averages`, also
+    its "micro avg" row, which is seqeval's span-level precision / recall / F1 over all types."""
     report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
-    return {name: {k: float(v) for k, v in row.items()} for name, row in report.items() if not name.endswith("avg")}
+    return {name: {k: float(v) for k, v in row.items()} for name, row in report.items()
+            if averages or not name.endswith("avg")}
 
 
 def compute_metrics(examples: list[Example], pred: Predictions, labels: LabelSpace) -> dict[str, float]:
     gold_tags = [ex.tags for ex in examples]
     # Words cut off by max_length have no prediction: they count as O.
     pred_tags = [p + ["O"] * (len(g) - len(p)) for g, p in zip(gold_tags, pred.tags)]
-    strict = dict(mode="strict", scheme=IOB2, zero_division=0)
+    no_spans = {"precision": 0.0, "recall": 0.0, "f1-score": 0.0}
+    overall = entity_type_report(gold_tags, pred_tags, averages=True).get("micro avg", no_spans)
     words = [t for sentence in pred_tags for t in sentence]
     invalid = set(labels.invalid_tags)
     gold_intents = [ex.intent for ex in examples]
     metrics = {
-        "entity_f1": f1_score(gold_tags, pred_tags, **strict),
-        "entity_precision": precision_score(gold_tags, pred_tags, **strict),
-        "entity_recall": recall_score(gold_tags, pred_tags, **strict),
+        "entity_f1": overall["f1-score"],
+        "entity_precision": overall["precision"],
+        "entity_recall": overall["recall"],
         "intent_acc": accuracy_score(gold_intents, pred.intents),
         "intent_f1": macro_f1(gold_intents, pred.intents, average="macro", zero_division=0),
         "pred_non_O": sum(t != "O" for t in words) / max(len(words), 1),
