@@ -1,8 +1,8 @@
 """Measured cost of the per-step telemetry and of the training loop, side by side in one run.
 
     .venv/bin/pip install -r bench/requirements.txt    # accelerate, for the HF Trainer comparison
-    .venv/bin/python bench/bench.py                    # about 3 minutes on 2 cores
-    .venv/bin/python bench/bench.py --steps=300 --repeats=3
+    .venv/bin/python bench/bench.py                    # about 4 minutes on 2 cores
+    .venv/bin/python bench/bench.py --steps=150 --repeats=2   # quicker, noisier
     .venv/bin/python bench/bench.py --ablation         # also the 24-run sweep at 1 and 2 workers (~17 min)
 
 Every comparison uses the same model, data, batch size, step count and thread count; runs of the
@@ -75,13 +75,13 @@ def trainer_rate(steps: int, threads: int, out: Path) -> float:
     return steps / metrics["train_runtime"]
 
 
-def alternate(sides: dict, repeats: int) -> dict[str, float]:
-    """Median of each side's measurements, the sides interleaved to share the machine's drift."""
+def alternate(sides: dict, repeats: int) -> dict[str, list[float]]:
+    """Every measurement of each side, the sides interleaved to share the machine's drift."""
     results = {name: [] for name in sides}
     for _ in range(repeats):
         for name, measure in sides.items():
             results[name].append(measure())
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
 
 
 def subprocess_costs(threads: int, out: Path) -> dict[str, float]:
@@ -109,8 +109,8 @@ def ablation_wall(workers: int, out: Path) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200, help="training steps per measurement")
-    parser.add_argument("--repeats", type=int, default=2, help="measurements per side (median reported)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per side (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every side")
     parser.add_argument("--ablation", action="store_true", help="also time the 24-run ablation at 1 and 2 workers")
     args = parser.parse_args(argv)
@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> None:
             ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=1"], n, t, tmp / "task1"),
         "HF Trainer, same model/data/loss": lambda: trainer_rate(n, t, tmp / "trainer"),
     }, args.repeats)
-    print("\n| loop | steps/s |\n|---|---|")
-    for name, rate in rates.items():
-        print(f"| {name} | {rate:.1f} |")
+    print("\n| loop | steps/s (median) | all measurements |\n|---|---|---|")
+    for name, values in rates.items():
+        print(f"| {name} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
+    rates = {name: statistics.median(values) for name, values in rates.items()}
     full_rate, off_rate = rates["full telemetry, W&B offline, every step"], rates["telemetry and logging off"]
     task_rate, trainer = rates["full telemetry + task-gradient norms every step"], rates["HF Trainer, same model/data/loss"]
     print("\n| ratio | measured | goal |\n|---|---|---|")
