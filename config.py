@@ -9,7 +9,9 @@ can check flag names cheaply.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, fields, replace
@@ -36,22 +38,22 @@ LOSS_LEVELS = {
 class Config:
     # --- data
     data: str = "phone-assistant"  # dataset name (the embedded default) or a path: JSONL / JointBERT folder / MASSIVE
-    data_format: str = "auto"      # auto-detected from the layout; or jsonl | jointbert | massive
+    data_format: str = "auto"      # auto (detected from the layout), jsonl, jointbert or massive
     max_length: int = 128          # subword positions per sentence; longer sentences are cut
     # --- model
     encoder: str = "tiny"          # tiny (random 2x128 BERT, tokenizer built from train) or an HF name/path (vinai/phobert-base, xlm-roberta-base)
-    mask_value: str = "-1e9"       # invalid I- tag logits: -inf (hard) | a float such as -1e9 (soft) | finfo_min | none
+    mask_value: str = "-1e9"       # logit of invalid I- tags: -inf (hard), a float such as -1e9 (soft), finfo_min or none
     dropout: float = 0.1           # on encoder outputs before the heads
     # --- entity loss
-    loss_impl: str = "dense"       # focal loss form: dense (one-hot over all classes, the original) | gather (gold class only)
+    loss_impl: str = "dense"       # focal loss form: dense (one-hot over all classes, as the original) or gather (gold class only)
     alpha: float = 0.25            # focal alpha
     gamma: float = 2.0             # focal gamma; 0 with alpha 1 and unit weights is plain cross-entropy
     o_weight: float = 0.1          # class weight of O
     max_class_weight: float = 5.0  # cap of the inverse-frequency entity class weights
     unit_class_weights: bool = False  # True: every class weighs 1 (o_weight / max_class_weight unused)
-    loss_level: str | None = None  # a named entity-loss level that sets alpha, gamma, unit_class_weights (see LOSS_LEVELS)
+    loss_level: str | None = None  # plain_ce, weighted_ce, focal_g2 or focal_g3: sets alpha, gamma and unit_class_weights (LOSS_LEVELS)
     # --- task weights
-    lambdas: str = "new"           # preset: old (0.8/0.15/0.05, no warm-up) | new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
+    lambdas: str = "new"           # task-weight preset: old (entity/intent/command 0.8/0.15/0.05) or new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
     lambda_entity: float | None = None   # overrides the preset's entity weight
     lambda_intent: float | None = None   # overrides the preset's intent weight
     lambda_command: float | None = None  # overrides the preset's command weight
@@ -59,23 +61,23 @@ class Config:
     # --- optimisation
     epochs: int = 3                # passes over train
     max_steps: int | None = None   # stop after this many optimizer steps (None: epochs decide)
-    batch_size: int = 32
+    batch_size: int = 32           # sentences per optimizer step
     lr: float = 5e-4               # AdamW peak learning rate (use ~5e-5 for a pretrained encoder)
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01     # AdamW weight decay (not on biases and LayerNorm weights)
     warmup_ratio: float = 0.1      # linear LR warm-up share of the total steps, then linear decay
     grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables clipping
-    seed: int = 0
-    device: str = "auto"           # auto (cuda if available) | cpu | cuda
-    precision: str = "fp32"        # fp32 | bf16 | fp16 autocast (fp16 uses a GradScaler)
+    seed: int = 0                  # seeds Python and torch; with the epoch, the batch order
+    device: str = "auto"           # auto (cuda if available), cpu or cuda
+    precision: str = "fp32"        # fp32, or bf16 / fp16 autocast (fp16 adds a GradScaler)
     threads: int | None = None     # torch CPU threads (None: torch's default)
     # --- run, logging, W&B
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"
     run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id
-    wandb_mode: str = "auto"       # auto (online with an API key, else offline) | online | offline | disabled
-    wandb_project: str = "nlu-collapse"
-    wandb_entity: str | None = None
-    wandb_group: str | None = None
+    wandb_mode: str = "auto"       # auto (online with an API key, else offline), online, offline or disabled (no W&B files)
+    wandb_project: str = "nlu-collapse"  # W&B project
+    wandb_entity: str | None = None      # W&B entity (team or user); None: your default
+    wandb_group: str | None = None       # W&B group; default $WANDB_RUN_GROUP (sweeps/local.py sets it)
     log_every: int = 1             # log every N optimizer steps
     task_grad_every: int = 50      # every N steps, the gradient norm of each task's weighted loss on the encoder; 0 disables
     collapse_window: int = 20      # steps a prediction collapse must last to count (a non-finite loss counts at once)
@@ -108,15 +110,22 @@ def _field_type(annotation) -> tuple[type, bool]:
     return hint, False
 
 
+def field_docs() -> dict[str, str]:
+    """Each field's comment in the Config source: the one place a flag is documented."""
+    source = inspect.getsource(Config)
+    return dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", source, flags=re.MULTILINE))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train.py", allow_abbrev=False,
                                      description="Train the multi-task NLU model and log its health to W&B.")
+    docs = field_docs()
     for field in fields(Config):
         base, optional = _field_type(field.type)
         convert = _parse_bool if base is bool else base
         parser.add_argument(f"--{field.name}", type=_optional(convert) if optional else convert,
                             default=field.default if field.default is not MISSING else None,
-                            help=f"(default: {field.default})")
+                            help=f"{docs.get(field.name, '')} (default: {field.default})")
     return parser
 
 

@@ -107,3 +107,26 @@ def test_plots_are_written(sweep_folder):
     build_report(load_local(sweep_folder), "test", sweep_folder / "report", plots=True)
     plots = sorted(p.name for p in (sweep_folder / "report" / "plots").glob("*.png"))
     assert "overview.png" in plots and len(plots) == 1 + 8
+
+
+def test_runs_from_the_wandb_api_have_the_same_shape():
+    from analysis.records import load_wandb
+
+    class FakeRun:
+        def __init__(self, rid, mask, state):
+            self.id, self.state = rid, state
+            self.config = {"mask_value": mask, "gamma": 3, "lambdas": "old", "seed": 0, "data": "phone-assistant"}
+            self.summary = {"test/entity_f1": 0.0 if mask == "-inf" else 0.9, "health/collapsed": mask == "-inf"}
+
+        def scan_history(self):
+            return [{"_step": 1, "loss/total": math.nan, "grad/norm": math.nan}, {"_step": 1, "val/entity_f1": 0.0}]
+
+    class FakeApi:
+        def runs(self, path, filters):
+            assert path == "team/proj" and filters == {"sweep": "abc"}
+            return [FakeRun("r1", "-inf", "finished"), FakeRun("r2", "-1e9", "crashed")]
+
+    runs = load_wandb("team/proj", "abc", api=FakeApi())
+    assert [(r.run_id, r.status, r.factors["mask_value"], r.factors["gamma"]) for r in runs] == [
+        ("r1", "finished", "-inf", 3.0), ("r2", "crashed", "-1e9", 3.0)]
+    assert len(runs[0].history) == 1 and math.isnan(runs[0].history[0]["loss/total"])

@@ -98,3 +98,14 @@ command: [ "${{env}}", "${{interpreter}}", "${{program}}", "${{args}}" ]
     log_before = (out / "tiny" / "logs" / f"{good}.log").read_text()
     assert local.main([str(sweep_file), f"--out={out}", "--workers=2"]) == 1
     assert (out / "tiny" / "logs" / f"{good}.log").read_text() == log_before  # finished run not rerun
+
+
+def test_random_sweep_samples_the_same_runs_every_time(tmp_path):
+    sweep_file = tmp_path / "random.yaml"
+    sweep_file.write_text("program: train.py\nmethod: random\nrun_cap: 3\nparameters:\n"
+                          "  lr:\n    distribution: log_uniform_values\n    min: 0.0001\n    max: 0.01\n"
+                          "  seed:\n    values: [0, 1]\n", encoding="utf-8")
+    first = local.expand(local.load_sweep(sweep_file))
+    assert len(first) == 3 and first == local.expand(local.load_sweep(sweep_file))
+    assert all(1e-4 <= run["lr"] <= 1e-2 and isinstance(run["lr"], float) for run in first)
+    assert len(local.expand(local.load_sweep(sweep_file), count=5)) == 5

@@ -124,3 +124,18 @@ def test_torn_history_line_is_skipped(tmp_path):
     path = tmp_path / "history.jsonl"
     path.write_text(json.dumps({"step": 1, "loss/total": 1.0}) + "\n" + '{"step": 2, "loss/to', encoding="utf-8")
     assert read_history(path) == [{"step": 1, "loss/total": 1.0}]
+
+
+def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
+    from telemetry.tracking import resolve_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled"
+    assert resolve_mode("offline") == "offline"
