@@ -32,6 +32,7 @@ def _series(run: Run, key: str) -> tuple[list[int], list[float]]:
 
 def _draw_panel(ax, runs: list[Run], keys: list[str], band, log: bool) -> None:
     ax.axhspan(*band, color="tab:green", alpha=0.12, lw=0)
+    last_step, marked = 1, False
     for color_index, run in enumerate(runs):
         color = f"C{color_index % 10}"
         for style, key in zip(STYLES, keys):
@@ -39,10 +40,13 @@ def _draw_panel(ax, runs: list[Run], keys: list[str], band, log: bool) -> None:
             finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v) and (v > 0 or not log)]
             if finite:
                 ax.plot(*zip(*finite), style, color=color, lw=1, label=f"seed {run.seed}" if style == "-" else None)
+            last_step = max([last_step, *steps])
             bad = [s for s, v in zip(steps, values) if not math.isfinite(v)]
             if bad:  # NaN / inf cannot be drawn as values: mark the steps along the top edge
                 ax.scatter(bad, [0.97] * len(bad), marker="|", color="red", s=30,
-                           transform=ax.get_xaxis_transform(), label="non-finite" if style == "-" else None)
+                           transform=ax.get_xaxis_transform(), label=None if marked else "non-finite")
+                marked = True
+    ax.set_xlim(0, last_step)  # a blended-transform scatter does not extend the x range by itself
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -72,6 +76,7 @@ def overview_figure(groups: dict[str, list[Run]], path: Path, title: str) -> Pat
 
 
 def cell_figures(groups: dict[str, list[Run]], folder: Path, suffix: str = "") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, runs in groups.items():
         fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.2), squeeze=False)
