@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def load_sweep(path: Path) -> dict:
         raise SweepError(f"{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(config, dict):
         raise SweepError(f"{path}: expected a mapping with method, parameters and command")
-    violations = sweeps.schema_violations_from_proposed_config(config)
+    # run_cap is a valid W&B sweep key that the engine's (older) schema does not list yet.
+    violations = sweeps.schema_violations_from_proposed_config({k: v for k, v in config.items() if k != "run_cap"})
     if violations:
         raise SweepError(f"{path}: not a valid W&B sweep: " + "; ".join(violations))
     flags = {f.name for f in Config.__dataclass_fields__.values()}
@@ -86,14 +88,16 @@ def expand(config: dict, count: int | None = None, seed: int = 0) -> list[dict]:
     import numpy as np
 
     sweeps = _sweeps_engine()
-
+    run_cap = config.get("run_cap")
+    config = {k: v for k, v in config.items() if k != "run_cap"}  # see load_sweep
     if config["method"] == "grid":
         planned = sweeps.next_runs(config, [], validate=True, n=10**6)
     elif config["method"] == "random":
-        n = count or config.get("run_cap")
+        n = count or run_cap
         if not n:
             raise SweepError("a random sweep needs --count or run_cap in the YAML")
-        np.random.seed(seed)  # the same sample on every invocation, so finished runs are skipped
+        random.seed(seed)  # the engine draws from both generators; the same sample on every invocation,
+        np.random.seed(seed)  # so finished runs are recognised and skipped
         planned = sweeps.next_runs(config, [], validate=True, n=n)
     else:
         raise SweepError(f"method {config['method']!r}: the local runner expands grid and random sweeps "
