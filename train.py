@@ -74,6 +74,9 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
     saved = read_json(run_dir / "config.json")
+    ignored = [f"--{k}" for k, v in asdict(cfg).items() if k != "resume" and v != getattr(Config(), k)]
+    if ignored:
+        log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     return Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"], run_dir, checkpoint
 
@@ -210,8 +213,10 @@ def main(argv: list[str] | None = None) -> dict:
         start_epoch, step, n_clipped, best_f1 = (checkpoint["epoch"] + 1, checkpoint["step"],
                                                  checkpoint["n_clipped"], checkpoint["best_f1"])
         record.truncate_history(step)
+        record.summary.pop("error", None)
         log.info("resuming %s from epoch %d, step %d", run_dir, start_epoch, step)
     else:
+        record.start_fresh()
         tokenizer.save_pretrained(run_dir / "tokenizer")
     name = cfg.run_name or run_name(cfg)
     record.write_config({"config": asdict(cfg), "run_id": run_id, "run_name": name, "dataset": dataset.name,
@@ -226,13 +231,18 @@ def main(argv: list[str] | None = None) -> dict:
     tracker.summary({"status": "running", "run_id": run_id, "run_name": name})
 
     ckpt_state = lambda epoch: dict(config=asdict(cfg), run_id=run_id, epoch=epoch, step=step,  # noqa: E731
-                                    n_clipped=n_clipped, best_f1=best_f1, monitor=monitor.state_dict())
+                                    n_clipped=n_clipped, best_f1=best_f1, monitor=monitor.state_dict(),
+                                    training_done=stopped or step >= total_steps or epoch + 1 >= cfg.epochs,
+                                    last_numbers={k: v for k, v in numbers.items() if not isinstance(v, list)})
     pad_id = tokenizer.pad_token_id
     evaluate_split = functools.partial(evaluate, model, dataset, encoded, cfg=cfg, device=device, pad_id=pad_id,
                                        criterion=criterion, autocast=autocast)
     progress = tqdm(total=total_steps, initial=step, desc=name, dynamic_ncols=True, mininterval=1.0,
                     disable=None, file=sys.stderr)
-    stopped, numbers, train_seconds, first_step = False, {}, 0.0, step
+    stopped, train_seconds, first_step = False, 0.0, step
+    numbers = dict(checkpoint["last_numbers"]) if checkpoint is not None else {}
+    if checkpoint is not None and checkpoint["training_done"]:
+        start_epoch = cfg.epochs  # only the test evaluation was left to do
     try:
         model.train()
         for epoch in range(start_epoch, cfg.epochs):
@@ -246,19 +256,20 @@ def main(argv: list[str] | None = None) -> dict:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 step += 1
                 log_now = step % cfg.log_every == 0  # telemetry and health are computed on logged steps
-                task_grads = log_now and cfg.task_grad_every > 0 and (step - 1) % cfg.task_grad_every == 0
+                task_grads = log_now and cfg.task_grad_every > 0 and (step == 1 or step % cfg.task_grad_every == 0)
                 numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
                                              autocast, telemetry=log_now, task_grads=task_grads))
                 n_clipped += int(numbers["grad/clipped"])
+                was_collapsed = monitor.collapsed
+                monitor.check_finite(step, numbers["loss/total"], numbers["grad/norm"], bool(scaler))
                 if log_now:
                     numbers.update(count_scalars(numbers, labels.invalid_mask))
                     numbers["grad/clip_rate"] = n_clipped / step
-                    was_collapsed = monitor.collapsed
                     numbers.update(monitor.update(step, numbers))
-                    if monitor.collapsed and not was_collapsed:
-                        tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
-                                      + "; ".join(monitor.reasons))
                     tracker.log(step, {"epoch": epoch, **numbers})
+                if monitor.collapsed and not was_collapsed:
+                    tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
+                                  + "; ".join(monitor.reasons))
                 train_seconds += time.perf_counter() - started
                 progress.update(1)
                 progress.set_postfix(loss=f"{numbers['loss/total']:.3f}",
@@ -300,9 +311,12 @@ def main(argv: list[str] | None = None) -> dict:
         tracker.summary(summary)
         tracker.finish("finished")
     except BaseException as err:
+        record.update_summary({"status": "crashed", "error": f"{type(err).__name__}: {err}", **monitor.verdict()})
         progress.close()
-        tracker.summary({"error": f"{type(err).__name__}: {err}", **monitor.verdict()})
-        tracker.finish("crashed")
+        try:
+            tracker.finish("crashed")
+        except Exception as finish_err:  # the local record is already complete
+            log.warning("W&B did not finish cleanly: %s", finish_err)
         raise
     verdict = (f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})"
                if monitor.collapsed else "healthy")

@@ -72,9 +72,14 @@ def _nonempty(examples: list[Example], path: Path) -> list[Example]:
 
 
 def _read_lines(path: Path) -> list[str]:
+    """Lines split on newlines only (not on U+2028 and friends, which may sit inside text); a BOM and
+    trailing blank lines are dropped."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    return path.read_text(encoding="utf-8").splitlines()
+    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
 
 
 def _json_objects(path: Path):
@@ -96,6 +101,12 @@ def read_jsonl_split(path: Path) -> list[Example]:
         missing = [key for key in ("tokens", "tags", "intent") if key not in record]
         if missing:
             raise DataError(f"{where}: missing key(s) {missing} (expected tokens, tags, intent[, command])")
+        for key in ("tokens", "tags"):
+            if not isinstance(record[key], list) or not all(isinstance(t, str) for t in record[key]):
+                raise DataError(f"{where}: {key} must be a list of strings")
+        for key in ("intent", "command"):
+            if key in record and not isinstance(record[key], str) and not (key == "command" and record[key] is None):
+                raise DataError(f"{where}: {key} must be a string, got {record[key]!r}")
         tags = check_tags(record["tokens"], record["tags"], where, repairs)
         examples.append(Example(record["tokens"], tags, record["intent"], record.get("command")))
     _warn_repairs(repairs)
@@ -122,6 +133,8 @@ def read_jointbert_split(folder: Path) -> list[Example]:
     for i, (text, tag_line, intent) in enumerate(zip(seq_in, seq_out, labels)):
         where = f"{folder / 'seq.out'}:{i + 1}"
         tokens = text.split()
+        if not tokens:
+            raise DataError(f"{folder / 'seq.in'}:{i + 1}: empty sentence (expected at least one token)")
         tags = check_tags(tokens, tag_line.split(), where, repairs)
         if not intent.strip():
             raise DataError(f"{folder / 'label'}:{i + 1}: empty intent label")

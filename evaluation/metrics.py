@@ -45,7 +45,8 @@ def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, 
         if "command" in logits:
             commands += [labels.commands.names[i] for i in logits["command"].argmax(-1).cpu().tolist()]
         for row, enc in zip(entity, chunk):
-            tags.append([labels.tags.names[row[p]] for p in enc.word_starts])
+            kept = [labels.tags.names[row[p]] for p in enc.word_starts]
+            tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
     model.train()
     loss = sum(losses) / len(losses) if losses else float("nan")
     return Predictions(tags, intents, commands if labels.commands is not None else None, loss)
@@ -61,8 +62,7 @@ def entity_type_report(gold: list[list[str]], pred: list[list[str]], averages: b
 
 def compute_metrics(examples: list[Example], pred: Predictions, labels: LabelSpace) -> dict[str, float]:
     gold_tags = [ex.tags for ex in examples]
-    # Words cut off by max_length have no prediction: they count as O.
-    pred_tags = [p + ["O"] * (len(g) - len(p)) for g, p in zip(gold_tags, pred.tags)]
+    pred_tags = pred.tags
     no_spans = {"precision": 0.0, "recall": 0.0, "f1-score": 0.0}
     overall = entity_type_report(gold_tags, pred_tags, averages=True).get("micro avg", no_spans)
     words = [t for sentence in pred_tags for t in sentence]

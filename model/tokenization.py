@@ -51,6 +51,7 @@ class Encoded:
     input_ids: list[int]
     tag_ids: list[int]      # per subword; -100 on non-first pieces and special tokens
     word_starts: list[int]  # subword position of each word's first piece (kept words only)
+    n_words: int            # words in the sentence, kept or cut off by max_length
     intent_id: int
     command_id: int
 
@@ -88,7 +89,8 @@ def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase, labels: 
                 word_starts.append(position)
             previous = word
         command_id = labels.commands.encode(ex.command) if labels.commands is not None else UNKNOWN
-        encoded.append(Encoded(input_ids, tag_ids, word_starts, labels.intents.encode(ex.intent), command_id))
+        encoded.append(Encoded(input_ids, tag_ids, word_starts, len(ex.tokens), labels.intents.encode(ex.intent),
+                               command_id))
     return encoded
 
 

@@ -14,9 +14,9 @@ Every step the monitor turns the step's scalars into `health/*` flags (1.0 raise
 | grad_explode / grad_vanish  | grad norm > 10 (or non-finite) / < 1e-4                  |
 | clip_every_step             | clipped on every step of the last `window` steps         |
 
-A run is *collapsed* at the first step where the loss or the gradient norm is non-finite, or
-where a prediction collapse starts that lasts `window` steps: entities all O, or one intent
-(or command) for the whole batch. The verdict keeps the first step and every reason seen.
+A run is *collapsed* at the first step where the loss or the gradient norm is non-finite (checked
+every step), or where a prediction collapse starts that lasts `window` logged steps: entities all
+O, or one intent (or command) for the whole batch. The flags are computed on logged steps. The verdict keeps the first step and every reason seen.
 """
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ class HealthMonitor:
         streak.update(holds, step)
         return streak
 
+    def check_finite(self, step: int, loss: float, norm: float, scaled: bool = False) -> None:
+        """Every step, logged or not: a non-finite loss or gradient norm is a collapse at once.
+        Under fp16's GradScaler an inf/NaN gradient with a finite loss is an overflow that the scaler
+        skips (and answers by lowering the scale), not a collapse."""
+        if not math.isfinite(loss):
+            self._collapse("non-finite loss", step)
+            if self.first_nonfinite_step is None:
+                self.first_nonfinite_step = step
+        if not math.isfinite(norm) and not (scaled and math.isfinite(loss)):
+            self._collapse("non-finite gradient norm", step)
+
     def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
         """Flags for one step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
         loss, norm = scalars["loss/total"], scalars["grad/norm"]
@@ -91,12 +102,6 @@ class HealthMonitor:
         if math.isfinite(loss):
             self.loss_mean = loss if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * loss
 
-        if flags["loss_nonfinite"]:
-            self._collapse("non-finite loss", step)
-            if self.first_nonfinite_step is None:
-                self.first_nonfinite_step = step
-        if not math.isfinite(norm):
-            self._collapse("non-finite gradient norm", step)
         one_class = {"entity predictions all O": non_o == 0.0,
                      "one intent for every sentence": scalars["dist/intent/max_share"] == 1.0}
         if "dist/command/max_share" in scalars:

@@ -55,7 +55,19 @@ class RunRecord:
     def truncate_history(self, after_step: int) -> None:
         """On resume: drop the lines of steps the checkpoint does not contain (they are redone)."""
         kept = [row for row in read_history(self.history_path) if row["step"] <= after_step]
-        self.history_path.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+        tmp = self.history_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+        os.replace(tmp, self.history_path)
+
+    def start_fresh(self) -> None:
+        """A new run in a folder that already has a record (a rerun without a checkpoint): the earlier
+        attempt's history and summary move to `previous/`, so nothing is appended twice or lost."""
+        previous = self.dir / "previous"
+        for path in (self.history_path, self.summary_path):
+            if path.exists():
+                previous.mkdir(exist_ok=True)
+                os.replace(path, previous / path.name)
+        self.summary = {}
 
     def log(self, row: dict) -> None:
         if self._history is None:

@@ -167,3 +167,24 @@ def test_missing_file_broken_json_and_unknown_format(tmp_path):
 def test_massive_unbalanced_bracket_is_an_error():
     with pytest.raises(DataError, match=r"x.jsonl:3: unbalanced bracket"):
         parse_massive_annotation("wake me [time : five am", "x.jsonl:3")
+
+
+def test_bom_crlf_trailing_blank_lines_and_line_separators_in_text(tmp_path):
+    _jointbert(tmp_path, "\ufeffgọi mẹ\r\n\r\n", "B-ACTION B-CONTACT\r\n", "call\r\n")
+    loaded = load_dataset(str(tmp_path))
+    assert loaded.splits["train"][0].tokens == ["gọi", "mẹ"] and loaded.labels.intents.names == ["call"]
+    folder = tmp_path / "jsonl"
+    examples = [Example(["nhắn", "mẹ", "a\u2028b"], ["B-ACTION", "B-CONTACT", "B-MESSAGE"], "send", "sms")]
+    for split in ("train", "dev", "test"):
+        write_jsonl_split(folder / f"{split}.jsonl", examples)
+    assert load_dataset(str(folder)).splits["train"] == examples  # reads back its own output
+
+
+def test_wrong_types_and_blank_sentences_name_the_right_file(tmp_path):
+    folder = tmp_path / "jsonl"
+    _write(folder / "train.jsonl", '{"tokens": ["a", 3], "tags": ["O", "O"], "intent": "x"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:1: tokens must be a list of strings"):
+        load_dataset(str(folder), "jsonl")
+    _jointbert(tmp_path / "jb", "gọi mẹ\n \ngọi bố\n", "B-ACTION O\nO\nO O\n", "call\ncall\ncall\n")
+    with pytest.raises(DataError, match=r"seq.in:2: empty sentence"):
+        load_dataset(str(tmp_path / "jb"))

@@ -14,11 +14,11 @@ def test_metrics_match_seqeval_and_sklearn_and_unknown_labels_count_as_errors():
     labels = build_label_space(TRAIN)
     test = [Example(["gọi", "anh", "Minh"], ["B-ACTION", "B-CONTACT", "I-CONTACT"], "call", "call_contact"),
             Example(["mở", "zalo", "đi"], ["B-ACTION", "B-APP", "O"], "open-app", "open_app")]  # unseen APP, intent
-    pred = Predictions(tags=[["B-ACTION", "B-CONTACT", "O"], ["B-ACTION", "I-MODE"]],  # last word cut off
+    pred = Predictions(tags=[["B-ACTION", "B-CONTACT", "O"], ["B-ACTION", "I-MODE", "O"]],
                        intents=["call", "call"], commands=["call_contact", "turn_on"], loss=0.5)
     metrics = compute_metrics(test, pred, labels)
     gold = [ex.tags for ex in test]
-    padded = [["B-ACTION", "B-CONTACT", "O"], ["B-ACTION", "I-MODE", "O"]]
+    padded = pred.tags
     strict = dict(mode="strict", scheme=IOB2)
     assert metrics["entity_f1"] == pytest.approx(f1_score(gold, padded, **strict))
     assert metrics["entity_precision"] == pytest.approx(precision_score(gold, padded, **strict))

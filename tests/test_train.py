@@ -64,7 +64,8 @@ def test_default_run_is_healthy_and_writes_the_record(tmp_path, small_data):
     assert len(first["dist/entity/gold"]) == len(config["labels"]["tags"])
     assert len(first["dist/intent/pred"]) == len(config["labels"]["intents"])
     assert sum(first["dist/intent/pred"]) == 32
-    assert "grad/task/entity" in steps[5] and "grad/task/entity" not in steps[1]
+    with_task = [row["step"] for row in steps if "grad/task/entity" in row]
+    assert with_task[:3] == [1, 5, 10]  # step 1, then every --task_grad_every=5
     assert [row["lambda/entity"] for row in steps][:1] == [pytest.approx(0.3)]
     val = [row for row in history if "val/entity_f1" in row]
     assert len(val) == 3 and {"val/intent_f1", "val/command_f1", "val/sentence_acc", "val/loss"} <= set(val[0])
@@ -139,3 +140,16 @@ def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert resolve_mode("auto") == "disabled"
     assert resolve_mode("offline") == "offline"
+
+
+def test_sentences_longer_than_max_length_are_evaluated_with_cut_words_as_O(tmp_path, small_data):
+    summary, run_dir, _ = run(tmp_path, small_data, "--max_length=6", "--max_steps=4", "--epochs=1")
+    assert summary["status"] == "finished" and 0.0 <= summary["test/entity_recall"] < 1.0
+
+
+def test_rerun_of_the_same_run_id_starts_fresh_and_keeps_the_earlier_attempt(tmp_path, small_data):
+    run(tmp_path, small_data, "--run_id=same", "--max_steps=3", "--epochs=1")
+    _, run_dir, history = run(tmp_path, small_data, "--run_id=same", "--max_steps=3", "--epochs=1")
+    steps = [row["step"] for row in history if "loss/total" in row]
+    assert steps == [1, 2, 3]
+    assert len(read_history(run_dir / "previous" / "history.jsonl")) == len(history)
