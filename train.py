@@ -74,7 +74,8 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
     saved = read_json(run_dir / "config.json")
-    ignored = [f"--{k}" for k, v in asdict(cfg).items() if k != "resume" and v != getattr(Config(), k)]
+    ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
+               if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
     if ignored:
         log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")

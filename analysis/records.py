@@ -47,7 +47,8 @@ def _factors(config: dict, params: dict, dataset: str | None) -> dict:
 def load_local(folder: Path) -> list[Run]:
     folder = Path(folder)
     manifest_path = folder / "sweep.json"
-    planned = json.loads(manifest_path.read_text(encoding="utf-8"))["runs"] if manifest_path.exists() else []
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    planned, sweep_data = manifest.get("runs", []), manifest.get("data")
     run_dirs = {p.parent.name: p.parent for p in (folder / "runs").glob("*/config.json")}
     if not planned and not run_dirs:
         raise FileNotFoundError(f"{folder}: no sweep.json and no runs/*/config.json (expected a folder written "
@@ -64,7 +65,7 @@ def load_local(folder: Path) -> list[Run]:
         else:
             status = "failed" if plan.get("status") == "failed" else "pending"
         config = config_file.get("config", {})
-        params = plan.get("params", {})
+        params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
         runs.append(Run(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
                         seed=config.get("seed", params.get("seed")), summary=summary,
                         history_path=run_dir / "history.jsonl" if run_dir else None))

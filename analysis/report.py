@@ -245,6 +245,9 @@ def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> 
         factors = varied(subset) or ["mask_value"]
         heading = f"\n## Dataset: {dataset}\n" if len(datasets) > 1 else ""
         parts.append(heading)
+        if not subset:
+            parts.append("\nNo finished run yet.\n")
+            continue
         table = before_after(subset)
         if table:
             parts += ["\n### Before / after (the write-up's two configurations, mean ± std over seeds)\n\n",

@@ -113,6 +113,8 @@ def agent_command(config: dict, params: dict, interpreter: str = "python") -> li
     sweep_vars = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
     sweep_vars.update(env=["/usr/bin/env"], interpreter=[interpreter], program=[config.get("program", "train.py")])
     command = []
+    if "${args_json_file}" in config.get("command", []):
+        raise SweepError("${args_json_file} is not supported by the local runner; use ${args} or ${args_json}")
     for chunk in create_sweep_command(list(config.get("command", DEFAULT_COMMAND))):
         chunk = str(chunk)
         is_macro = chunk.startswith("${") and chunk.endswith("}")
@@ -149,8 +151,8 @@ def run_status(folder: Path, rid: str) -> str:
         return "pending"
 
 
-def launch(run: dict, folder: Path, threads: int) -> tuple[str, int, float]:
-    """Run one sweep run as a subprocess; returns (run id, exit code, seconds)."""
+def launch(run: dict, folder: Path, threads: int) -> int:
+    """Run one sweep run as a subprocess; returns its exit code."""
     rid = run["run_id"]
     run_dir = folder / "runs" / rid
     args = list(run["args"])
@@ -159,7 +161,6 @@ def launch(run: dict, folder: Path, threads: int) -> tuple[str, int, float]:
     env = {**os.environ, "WANDB_RUN_ID": rid, "WANDB_RUN_GROUP": folder.name, "OMP_NUM_THREADS": str(threads),
            "PYTHONUNBUFFERED": "1"}
     log_path = folder / "logs" / f"{rid}.log"
-    start = time.perf_counter()
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(args)}\n")
         log.flush()
@@ -169,7 +170,7 @@ def launch(run: dict, folder: Path, threads: int) -> tuple[str, int, float]:
             code = process.wait()
         finally:
             RUNNING.discard(process)
-    return rid, code, time.perf_counter() - start
+    return code
 
 
 def _stop_children_quietly() -> None:
@@ -198,9 +199,14 @@ def execute(sweep: dict, workers: int = 2) -> dict:
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
-            futures = [pool.submit(launch, run, folder, threads) for run in todo]
+            futures = {pool.submit(launch, run, folder, threads): run["run_id"] for run in todo}
             for future in as_completed(futures):
-                rid, code, seconds = future.result()
+                rid = futures[future]
+                try:
+                    code = future.result()
+                except OSError as err:  # e.g. the log file cannot be written: this run fails, the others go on
+                    code = -1
+                    tqdm.write(f"run {rid} could not start: {err}")
                 status[rid] = run_status(folder, rid) if code == 0 else "failed"
                 if code != 0:
                     tqdm.write(f"run {rid} failed (exit {code}); see {folder / 'logs' / (rid + '.log')}")

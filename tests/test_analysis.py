@@ -130,3 +130,12 @@ def test_runs_from_the_wandb_api_have_the_same_shape():
     assert [(r.run_id, r.status, r.factors["mask_value"], r.factors["gamma"]) for r in runs] == [
         ("r1", "finished", "-inf", 3.0), ("r2", "crashed", "-1e9", 3.0)]
     assert len(runs[0].history) == 1 and math.isnan(runs[0].history[0]["loss/total"])
+
+
+def test_data_sweep_with_no_finished_run_is_reported_not_crashed(tmp_path):
+    planned = [{"run_id": "p1", "params": {"mask_value": "-inf", "seed": 0}, "status": "pending"}]
+    (tmp_path / "sweep.json").write_text(json.dumps({"data": "/x/atis", "runs": planned}))
+    runs = load_local(tmp_path)
+    assert runs[0].factors["data"] == "atis" and runs[0].status == "pending"
+    report = build_report(runs, "t", tmp_path / "report", plots=False)
+    assert "No finished run yet." in report and "| p1 | pending |" in report
