@@ -11,6 +11,8 @@ import netrc
 import os
 from pathlib import Path
 
+import numpy as np
+
 from telemetry.record import RunRecord
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,6 @@ class Tracker:
         payload = {}
         for key, value in metrics.items():
             if key in HISTOGRAM_KEYS:
-                import numpy as np
-
                 counts = np.asarray(value, dtype=np.float64)
                 value = self.wandb.Histogram(np_histogram=(counts, np.arange(len(counts) + 1)))
             payload[key] = value

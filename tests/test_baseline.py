@@ -3,7 +3,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 import torch.nn.functional as F
 
 import train
