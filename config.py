@@ -80,8 +80,8 @@ class Config:
     wandb_group: str | None = None       # W&B group; default $WANDB_RUN_GROUP (sweeps/local.py sets it)
     log_every: int = 1             # log every N optimizer steps
     task_grad_every: int = 50      # every N steps, the gradient norm of each task's weighted loss on the encoder; 0 disables
-    collapse_window: int = 20      # logged steps a prediction collapse must last to count (a non-finite loss counts at once)
-    stop_on_collapse: bool = False  # end a collapsed run early (default: train on to show the whole curve)
+    collapse_window: int = 20      # logged steps a degenerate-prediction phase must last to be an episode (a collapse only if it lasts to the end; a non-finite loss collapses at once)
+    stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
 
 

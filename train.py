@@ -38,6 +38,7 @@ from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
+from telemetry.health import eval_evidence
 
 log = logging.getLogger("train")
 
@@ -170,6 +171,12 @@ def evaluate(model, dataset, encoded, split, cfg, device, pad_id, criterion, epo
     return metrics, predictions
 
 
+def degenerate_evidence(examples, predictions) -> dict[str, str | None]:
+    return eval_evidence([ex.tags for ex in examples], predictions.tags, [ex.intent for ex in examples],
+                         predictions.intents, [ex.command for ex in examples] if predictions.commands else None,
+                         predictions.commands)
+
+
 def split_key(split: str) -> str:
     return "val" if split == "dev" else split
 
@@ -261,16 +268,18 @@ def main(argv: list[str] | None = None) -> dict:
                 numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
                                              autocast, telemetry=log_now, task_grads=task_grads))
                 n_clipped += int(numbers["grad/clipped"])
-                was_collapsed = monitor.collapsed
                 monitor.check_finite(step, numbers["loss/total"], numbers["grad/norm"], bool(scaler))
                 if log_now:
                     numbers.update(count_scalars(numbers, labels.invalid_mask))
                     numbers["grad/clip_rate"] = n_clipped / step
+                    open_before = set(monitor.open_episodes())
                     numbers.update(monitor.update(step, numbers))
+                    for kind in set(monitor.open_episodes()) - open_before:
+                        log.warning("%s: degenerate-prediction episode (%s) since step %d; a collapse only if it "
+                                    "lasts to the end of training", name, kind, monitor.streaks[kind].first)
                     tracker.log(step, {"epoch": epoch, **numbers})
-                if monitor.collapsed and not was_collapsed:
-                    tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
-                                  + "; ".join(monitor.reasons))
+                if monitor.collapsed:
+                    tracker.alert("Training collapsed", f"{name}: " + "; ".join(monitor.reasons))
                 train_seconds += time.perf_counter() - started
                 progress.update(1)
                 progress.set_postfix(loss=f"{numbers['loss/total']:.3f}",
@@ -278,8 +287,10 @@ def main(argv: list[str] | None = None) -> dict:
                 if cfg.stop_on_collapse and monitor.collapsed:
                     stopped = True
                     break
-            val, _ = evaluate_split("dev", epoch=epoch)
+            val, dev_predictions = evaluate_split("dev", epoch=epoch)
             tracker.log(step, {"epoch": epoch, **val})
+            for text in monitor.check_eval(epoch, step, degenerate_evidence(dataset.splits["dev"], dev_predictions)):
+                log.warning("%s: %s", name, text)
             if val["val/entity_f1"] > best_f1:
                 best_f1 = val["val/entity_f1"]
                 save_checkpoint(run_dir / "checkpoints" / "best.pt", model, **ckpt_state(epoch))
@@ -288,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
             if stopped or step >= total_steps:
                 break
         progress.close()
+        monitor.finalize()
+        if monitor.collapsed:
+            tracker.alert("Training collapsed", f"{name}: " + "; ".join(monitor.reasons))
 
         # --- test with the best-on-dev checkpoint
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)

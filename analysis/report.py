@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -107,6 +108,19 @@ def first_nonfinite(runs: list[Run]) -> str:
     return ", ".join(map(str, steps)) or "never"
 
 
+def transient_episodes(runs: list[Run]) -> str:
+    """Degenerate-prediction episodes that recovered (an early majority-class phase, say): how many
+    runs had one, and the median onset step and length over those episodes. Episodes that lasted to the
+    end of a run are part of its collapse, not counted here."""
+    recovered = [[e for e in r.summary.get("health/episodes") or [] if e.get("recovered")] for r in runs]
+    episodes = [e for run_episodes in recovered for e in run_episodes]
+    if not episodes:
+        return "none"
+    onset = statistics.median(e["first_step"] for e in episodes)
+    length = statistics.median(e["last_step"] - e["first_step"] + 1 for e in episodes)
+    return f"{sum(bool(r) for r in recovered)}/{len(runs)} runs, onset {onset:g}, length {length:g} (median)"
+
+
 def grid(runs: list[Run], factors: list[str]) -> list[dict]:
     cells = defaultdict(list)
     for run in runs:
@@ -121,6 +135,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
                               ("final loss", "final/loss/total")]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)
+        row["transient episodes"] = transient_episodes(members)
         row["first non-finite step"] = first_nonfinite(members)
         rows.append(row)
     return rows

@@ -11,16 +11,20 @@ from data import UNKNOWN
 
 
 def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Predicted and gold label counts of one batch (argmax of the masked logits)."""
+    """Predicted and gold label counts of one batch (argmax of the masked logits); gold labels unseen
+    in train (UNKNOWN) are left out."""
     n_tags = logits["entity"].shape[-1]
     valid = batch["tags"] != UNKNOWN                                              # (B, T)
     counts = {
         "dist/entity/pred": torch.bincount(logits["entity"].argmax(-1)[valid], minlength=n_tags),
         "dist/entity/gold": torch.bincount(batch["tags"][valid], minlength=n_tags),
-        "dist/intent/pred": torch.bincount(logits["intent"].argmax(-1), minlength=logits["intent"].shape[-1]),
     }
-    if "command" in logits:
-        counts["dist/command/pred"] = torch.bincount(logits["command"].argmax(-1), minlength=logits["command"].shape[-1])
+    for task in ("intent", "command"):
+        if task in logits:
+            n_classes = logits[task].shape[-1]
+            counts[f"dist/{task}/pred"] = torch.bincount(logits[task].argmax(-1), minlength=n_classes)
+            gold = batch[task][batch[task] != UNKNOWN]
+            counts[f"dist/{task}/gold"] = torch.bincount(gold, minlength=n_classes)
     return counts
 
 
@@ -35,9 +39,10 @@ def count_scalars(counts: dict[str, list[float]], invalid: list[bool]) -> dict[s
         "dist/entity/masked_pred": float(sum(c for c, masked in zip(entity, invalid) if masked)),
     }
     for task in ("intent", "command"):
-        key = f"dist/{task}/pred"
-        if key in counts:
-            scalars[f"dist/{task}/max_share"] = max(counts[key]) / max(sum(counts[key]), 1)
+        if f"dist/{task}/pred" in counts:
+            pred, gold = counts[f"dist/{task}/pred"], counts[f"dist/{task}/gold"]
+            scalars[f"dist/{task}/max_share"] = max(pred) / max(sum(pred), 1)
+            scalars[f"dist/{task}/gold_max_share"] = max(gold) / max(sum(gold), 1)
     return scalars
 
 

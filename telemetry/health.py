@@ -1,46 +1,71 @@
 """Health signals for the write-up's monitor points, and the collapse verdict.
 
-Every step the monitor turns the step's scalars into `health/*` flags (1.0 raised, 0.0 not):
+**Collapse** means what the write-up saw: training *ended* in a degenerate model. A run is collapsed
+1. at the first step whose loss or gradient norm is non-finite (checked every step; under fp16 an
+   overflowing gradient that the GradScaler skips is not a collapse), or
+2. when its predictions are degenerate *and stay so*: the last dev evaluation predicts every entity
+   `O` while dev gold has entities, or one intent (or one command) for every dev sentence while dev
+   gold has at least two; or a degenerate train phase (below) is still going at the end of training.
+   Its collapse step is the start of that final phase (or, without one, the step of the first dev
+   evaluation of the final degenerate streak).
 
-| flag                        | monitor point (seed-fix-summary.md)                      |
-|-----------------------------|----------------------------------------------------------|
-| loss_nonfinite              | loss NaN / inf ("explosion")                             |
-| loss_high                   | total loss > 5 ("not learning")                          |
-| loss_drop_to_zero           | total loss < 1e-3 after a running mean above 0.1         |
-| pred_non_O_zero / _all      | pred_non_O at 0% / 100%                                  |
-| pred_non_O_out_of_band      | pred_non_O outside the healthy 15-35%                    |
-| entity_single_label         | entities only O or only one label                        |
-| intent_dominant / command_dominant | > 80% of the batch on one class                   |
-| grad_explode / grad_vanish  | grad norm > 10 (or non-finite) / < 1e-4                  |
-| clip_every_step             | clipped on every step of the last `window` steps         |
+A run that recovers is not collapsed. On imbalanced data a healthy model predicts the majority
+intent and all `O` for a few dozen steps before it learns anything else; such a phase is an
+**episode**: a degenerate-prediction condition that holds on at least `window` consecutive logged
+train steps (entities all `O` while the batch has gold entities; one intent or one command for the
+whole batch while its gold has two or more). Every episode is kept in the summary
+(`health/episodes`: kind, first step, last step, recovered), so the early majority-class phase stays
+visible without being called a collapse. Every collapse reason names its evidence.
 
-A run is *collapsed* at the first step where the loss or the gradient norm is non-finite (checked
-every step), or where a prediction collapse starts that lasts `window` logged steps: entities all
-O, or one intent (or command) for the whole batch. The flags are computed on logged steps. The verdict keeps the first step and every reason seen.
+Every logged step the monitor turns the step's scalars into `health/*` flags (1.0 raised, 0.0 not):
+
+| flag                        | raised when                                               | source            |
+|-----------------------------|-----------------------------------------------------------|-------------------|
+| loss_nonfinite              | loss NaN / inf                                            | write-up          |
+| loss_high                   | total loss > 5 ("not learning")                           | write-up          |
+| loss_drop_to_zero           | total loss < 1e-3 after a running mean above 0.1          | write-up          |
+| pred_non_O_zero / _all      | no token / every token predicted non-O (gold has both)    | write-up          |
+| pred_non_O_off_gold         | pred_non_O below half or above twice the batch's gold     | relative to data  |
+| entity_single_label         | entities only O or only one label                         | write-up          |
+| intent_dominant / command_dominant | the predicted majority share exceeds the batch's gold majority share by more than half the room left above it (`pred > gold + (1 - gold) / 2`) | relative to data |
+| degenerate                  | an episode condition holds on this step                   | this repo         |
+| grad_explode / grad_vanish  | grad norm > 10 (or non-finite) / < 1e-4                   | write-up          |
+| clip_every_step             | clipped on every step of the last `window` steps          | write-up          |
+| pred_non_O_out_of_band      | pred_non_O outside 15-35%                                 | write-up's band   |
+| intent_out_of_band          | one intent takes more than 15% of the batch               | write-up's band   |
+
+The two `*_out_of_band` flags are the write-up's "healthy" bands (pred_non_O 15-35%, intents 5-15%
+per class): properties of its data, not of health (half of the embedded data's tokens are entities
+and it has 9 intents), so they are logged but not counted in `health/problems`.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
-HEALTHY_PRED_NON_O = (0.15, 0.35)
 LOSS_HIGH = 5.0
 GRAD_EXPLODE, GRAD_VANISH = 10.0, 1e-4
-DOMINANT_SHARE = 0.8
+WRITEUP_PRED_NON_O_BAND = (0.15, 0.35)
+WRITEUP_INTENT_MAX_SHARE = 0.15
+# Episode kinds: the degenerate-prediction conditions a collapse is made of.
+ALL_O, ONE_INTENT, ONE_COMMAND = "entity_all_O", "one_intent", "one_command"
+NOT_COUNTED = ("pred_non_O_out_of_band", "intent_out_of_band", "degenerate")
+
+
+def dominant(pred_share: float, gold_share: float) -> bool:
+    """The predicted majority class covers far more of the batch than the gold majority class does:
+    more than half of the room left above the gold share. A 90%-one-intent batch predicted exactly
+    is not dominant; 100% predicted on a 73% batch is."""
+    return pred_share > gold_share + (1.0 - gold_share) / 2
 
 
 @dataclass
 class _Streak:
-    """Consecutive steps a condition has held, and the step it started."""
+    """Consecutive logged steps a condition has held: first and last step."""
+    first: int | None = None
+    last: int | None = None
     length: int = 0
-    start: int | None = None
-
-    def update(self, holds: bool, step: int) -> None:
-        if holds:
-            self.start = step if self.length == 0 else self.start
-            self.length += 1
-        else:
-            self.length, self.start = 0, None
 
 
 @dataclass
@@ -51,81 +76,176 @@ class HealthMonitor:
     reasons: list[str] = field(default_factory=list)
     loss_mean: float | None = None
     streaks: dict[str, _Streak] = field(default_factory=dict)
+    episodes: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)  # each dev evaluation's degenerate evidence
+    _kinds: set = field(default_factory=set)
 
     @property
     def collapsed(self) -> bool:
         return self.collapse_step is not None
 
-    def _collapse(self, reason: str, step: int) -> None:
-        if reason not in self.reasons:
-            self.reasons.append(reason)
+    def _collapse(self, kind: str, reason: str, step: int) -> None:
+        """Record a collapse reason; each kind (e.g. non-finite loss) keeps its first evidence only."""
+        if kind in self._kinds:
+            return
+        self._kinds.add(kind)
+        self.reasons.append(reason)
         if self.collapse_step is None or step < self.collapse_step:
             self.collapse_step = step
 
-    def _streak(self, name: str, holds: bool, step: int) -> _Streak:
-        streak = self.streaks.setdefault(name, _Streak())
-        streak.update(holds, step)
-        return streak
-
+    # --- every step
     def check_finite(self, step: int, loss: float, norm: float, scaled: bool = False) -> None:
         """Every step, logged or not: a non-finite loss or gradient norm is a collapse at once.
         Under fp16's GradScaler an inf/NaN gradient with a finite loss is an overflow that the scaler
         skips (and answers by lowering the scale), not a collapse."""
         if not math.isfinite(loss):
-            self._collapse("non-finite loss", step)
+            self._collapse("loss", f"step {step}: non-finite loss ({loss})", step)
             if self.first_nonfinite_step is None:
                 self.first_nonfinite_step = step
         if not math.isfinite(norm) and not (scaled and math.isfinite(loss)):
-            self._collapse("non-finite gradient norm", step)
+            self._collapse("grad", f"step {step}: non-finite gradient norm ({norm})", step)
+            if self.first_nonfinite_step is None:
+                self.first_nonfinite_step = step
 
+    # --- every logged step
     def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
-        """Flags for one step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
+        """Flags for one logged step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
         loss, norm = scalars["loss/total"], scalars["grad/norm"]
-        non_o = scalars["dist/entity/pred_non_O"]
+        non_o, gold_non_o = scalars["dist/entity/pred_non_O"], scalars["dist/entity/gold_non_O"]
         flags = {
             "loss_nonfinite": not math.isfinite(loss),
             "loss_high": math.isfinite(loss) and loss > LOSS_HIGH,
             "loss_drop_to_zero": (math.isfinite(loss) and loss < 1e-3
                                   and self.loss_mean is not None and self.loss_mean > 0.1),
-            "pred_non_O_zero": non_o == 0.0,
-            "pred_non_O_all": non_o == 1.0,
-            "pred_non_O_out_of_band": not HEALTHY_PRED_NON_O[0] <= non_o <= HEALTHY_PRED_NON_O[1],
+            "pred_non_O_zero": non_o == 0.0 and gold_non_o > 0.0,
+            "pred_non_O_all": non_o == 1.0 and gold_non_o < 1.0,
+            "pred_non_O_off_gold": not gold_non_o / 2 <= non_o <= 2 * gold_non_o,
+            "pred_non_O_out_of_band": not WRITEUP_PRED_NON_O_BAND[0] <= non_o <= WRITEUP_PRED_NON_O_BAND[1],
             "entity_single_label": scalars["dist/entity/n_labels_pred"] <= 1,
-            "intent_dominant": scalars["dist/intent/max_share"] > DOMINANT_SHARE,
+            "intent_out_of_band": scalars["dist/intent/max_share"] > WRITEUP_INTENT_MAX_SHARE,
             "grad_explode": not math.isfinite(norm) or norm > GRAD_EXPLODE,
             "grad_vanish": math.isfinite(norm) and norm < GRAD_VANISH,
         }
-        if "dist/command/max_share" in scalars:
-            flags["command_dominant"] = scalars["dist/command/max_share"] > DOMINANT_SHARE
+        conditions = {ALL_O: flags["pred_non_O_zero"]}
+        for task, kind in (("intent", ONE_INTENT), ("command", ONE_COMMAND)):
+            if f"dist/{task}/max_share" in scalars:
+                pred, gold = scalars[f"dist/{task}/max_share"], scalars[f"dist/{task}/gold_max_share"]
+                flags[f"{task}_dominant"] = dominant(pred, gold)
+                conditions[kind] = pred == 1.0 and gold < 1.0
+        flags["degenerate"] = any(conditions.values())
         clipped = self._streak("clipped", scalars.get("grad/clipped", 0.0) > 0, step)
         flags["clip_every_step"] = clipped.length >= self.window
         if math.isfinite(loss):
             self.loss_mean = loss if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * loss
-
-        one_class = {"entity predictions all O": non_o == 0.0,
-                     "one intent for every sentence": scalars["dist/intent/max_share"] == 1.0}
-        if "dist/command/max_share" in scalars:
-            one_class["one command for every sentence"] = scalars["dist/command/max_share"] == 1.0
-        for reason, holds in one_class.items():
-            streak = self._streak(reason, holds, step)
-            if streak.length >= self.window:
-                self._collapse(reason, streak.start)
+        for kind, holds in conditions.items():
+            self._streak(kind, holds, step)
 
         out = {f"health/{name}": float(raised) for name, raised in flags.items()}
-        out["health/problems"] = float(sum(raised for name, raised in flags.items() if name != "pred_non_O_out_of_band"))
+        out["health/problems"] = float(sum(raised for name, raised in flags.items() if name not in NOT_COUNTED))
         out["health/collapsed"] = float(self.collapsed)
         return out
 
+    def _streak(self, name: str, holds: bool, step: int) -> _Streak:
+        streak = self.streaks.setdefault(name, _Streak())
+        if holds:
+            streak.first = step if streak.length == 0 else streak.first
+            streak.last, streak.length = step, streak.length + 1
+        else:
+            self._close_episode(name, streak, recovered=True)
+            self.streaks[name] = _Streak()
+        return self.streaks[name]
+
+    def _close_episode(self, kind: str, streak: _Streak, recovered: bool) -> None:
+        if kind != "clipped" and streak.length >= self.window:
+            self.episodes.append({"kind": kind, "first_step": streak.first, "last_step": streak.last,
+                                  "recovered": recovered})
+
+    def open_episodes(self) -> list[str]:
+        """Kinds whose condition has held for at least `window` logged steps up to now."""
+        return [kind for kind, s in self.streaks.items() if kind != "clipped" and s.length >= self.window]
+
+    # --- every dev evaluation
+    def check_eval(self, epoch: int, step: int, evidence: dict) -> list[str]:
+        """Record one dev evaluation's degenerate conditions (`eval_evidence`); returns the texts of
+        those the previous evaluation did not have (worth a warning)."""
+        found = {kind: text for kind, text in evidence.items() if text}
+        before = self.evals[-1]["degenerate"] if self.evals else {}
+        self.evals.append({"epoch": epoch, "step": step, "degenerate": found})
+        return [f"dev epoch {epoch} (step {step}): {text}" for kind, text in found.items() if kind not in before]
+
+    # --- once, when training has ended
+    def finalize(self) -> None:
+        """Settle the prediction part of the verdict: only what still holds at the end counts."""
+        if self.evals:
+            last = self.evals[-1]
+            for kind, text in last["degenerate"].items():
+                onset = last["step"]
+                for earlier in reversed(self.evals):  # the first evaluation of the final degenerate streak
+                    if kind not in earlier["degenerate"]:
+                        break
+                    onset = earlier["step"]
+                episode = self.streaks.get(kind)
+                if episode and episode.length >= self.window:
+                    onset = min(onset, episode.first)
+                self._collapse(f"dev {kind}", f"dev epoch {last['epoch']} (step {last['step']}): {text}", onset)
+        for kind in self.open_episodes():
+            streak = self.streaks[kind]
+            self._collapse(kind, f"steps {streak.first}-{streak.last}, to the end of training: {EPISODE_TEXT[kind]}",
+                           streak.first)
+            self._close_episode(kind, streak, recovered=False)
+            self.streaks[kind] = _Streak()
+
     def verdict(self) -> dict:
+        episodes = self.episodes + [{"kind": kind, "first_step": self.streaks[kind].first,
+                                     "last_step": self.streaks[kind].last, "recovered": False}
+                                    for kind in self.open_episodes()]  # still going (a crash, or before finalize)
         return {"health/collapsed": self.collapsed, "health/collapse_step": self.collapse_step,
-                "health/collapse_reasons": list(self.reasons), "health/first_nonfinite_step": self.first_nonfinite_step}
+                "health/collapse_reasons": list(self.reasons), "health/first_nonfinite_step": self.first_nonfinite_step,
+                "health/episodes": episodes}
 
     def state_dict(self) -> dict:
         return {"collapse_step": self.collapse_step, "first_nonfinite_step": self.first_nonfinite_step,
-                "reasons": list(self.reasons), "loss_mean": self.loss_mean,
-                "streaks": {name: (s.length, s.start) for name, s in self.streaks.items()}}
+                "reasons": list(self.reasons), "reason_kinds": sorted(self._kinds), "loss_mean": self.loss_mean,
+                "streaks": {name: (s.first, s.last, s.length) for name, s in self.streaks.items()},
+                "episodes": [dict(e) for e in self.episodes], "evals": [dict(e) for e in self.evals]}
 
     def load_state_dict(self, state: dict) -> None:
         self.collapse_step, self.first_nonfinite_step = state["collapse_step"], state["first_nonfinite_step"]
         self.reasons, self.loss_mean = list(state["reasons"]), state["loss_mean"]
-        self.streaks = {name: _Streak(length, start) for name, (length, start) in state["streaks"].items()}
+        self._kinds = set(state["reason_kinds"])
+        self.streaks = {name: _Streak(*values) for name, values in state["streaks"].items()}
+        self.episodes = [dict(e) for e in state["episodes"]]
+        self.evals = [dict(e) for e in state["evals"]]
+
+
+EPISODE_TEXT = {ALL_O: "entity predictions all O on every train batch with gold entities",
+                ONE_INTENT: "one intent for every sentence of every train batch",
+                ONE_COMMAND: "one command for every sentence of every train batch"}
+
+
+def eval_evidence(gold_tags: list[list[str]], pred_tags: list[list[str]], gold_intents: list[str],
+                  pred_intents: list[str], gold_commands: list[str] | None = None,
+                  pred_commands: list[str] | None = None) -> dict[str, str | None]:
+    """Which degenerate conditions one evaluation's predictions meet, each as a sentence that names its
+    evidence (None where the condition does not hold)."""
+    gold_non_o = _non_o_share(gold_tags)
+    evidence = {ALL_O: None, ONE_INTENT: _one_class("intent", gold_intents, pred_intents)}
+    if gold_non_o > 0 and _non_o_share(pred_tags) == 0:
+        evidence[ALL_O] = f"100% of entity predictions O (gold {gold_non_o:.0%} non-O)"
+    if gold_commands is not None and pred_commands is not None:
+        evidence[ONE_COMMAND] = _one_class("command", gold_commands, pred_commands)
+    return evidence
+
+
+def _non_o_share(tags: list[list[str]]) -> float:
+    n = sum(len(row) for row in tags)
+    return sum(tag != "O" for row in tags for tag in row) / n if n else 0.0
+
+
+def _one_class(task: str, gold: list[str], pred: list[str]) -> str | None:
+    gold_counts = Counter(gold)
+    if len(set(pred)) != 1 or len(gold_counts) < 2:
+        return None
+    label, share = gold_counts.most_common(1)[0][0], gold_counts.most_common(1)[0][1] / len(gold)
+    return (f"one {task} ({pred[0]}) for all {len(pred)} sentences "
+            f"(gold: {len(gold_counts)} {task}s, largest {label} {share:.0%})")

@@ -18,7 +18,8 @@ from telemetry.record import RunRecord
 log = logging.getLogger(__name__)
 
 # Keys logged as per-label count vectors: a W&B histogram with one bin per label.
-HISTOGRAM_KEYS = ("dist/entity/pred", "dist/entity/gold", "dist/intent/pred", "dist/command/pred")
+HISTOGRAM_KEYS = ("dist/entity/pred", "dist/entity/gold", "dist/intent/pred", "dist/intent/gold",
+                  "dist/command/pred", "dist/command/gold")
 
 
 def has_api_key() -> bool:

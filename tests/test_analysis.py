@@ -28,12 +28,21 @@ def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
     summary = {"status": status, "test/entity_f1": f1, "test/intent_f1": 0.02 if collapsed else 0.9,
                "test/command_f1": 0.01 if collapsed else 0.8, "test/pred_non_O": 0.0 if collapsed else 0.45,
                "test/masked_label_preds": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
-               "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None}
+               "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None,
+               "health/episodes": episodes(collapsed, seed)}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     rows = [{"step": s, "loss/total": math.nan if collapsed else 1.0 / s, "loss/entity": 0.5, "loss/intent": 1.0,
              "grad/norm": math.nan if collapsed else 1.0, "dist/entity/pred_non_O": 0.0 if collapsed else 0.3,
              "dist/intent/max_share": 1.0 if collapsed else 0.2} for s in range(1, 6)]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def episodes(collapsed, seed):
+    """A collapsed run's phase lasts to its end; healthy seeds 1 and 2 pass through a recovered one
+    (onset 10 + seed, length 20 + 10 * seed); seed 0 has none."""
+    if collapsed:
+        return [{"kind": "one_intent", "first_step": 1, "last_step": 375, "recovered": False}]
+    return [{"kind": "one_intent", "first_step": 10 + seed, "last_step": 29 + 11 * seed, "recovered": True}] if seed else []
 
 
 @pytest.fixture
@@ -85,6 +94,9 @@ def test_grid_cells_and_paired_effects(sweep_folder):
     cell = next(r for r in rows if (r["mask"], r["gamma"], r["lambdas"]) == ("-1e9", "3", "old"))
     assert cell["entity F1"] == "0.840 ± 0.053" and cell["collapsed"] == "0/3" and cell["first non-finite step"] == "never"
     assert next(r for r in rows if r["mask"] == "-inf")["first non-finite step"] == "1"
+    # recovered episodes of seeds 1, 2: onsets 11, 12 -> 11.5; lengths 30, 40 -> 35; a collapse is not one
+    assert cell["transient episodes"] == "2/3 runs, onset 11.5, length 35 (median)"
+    assert next(r for r in rows if r["mask"] == "-inf")["transient episodes"] == "none"
     # gamma 2 vs 3 among -1e9 runs, paired by seed and lambdas: 0.01 * seed, twice
     deltas = paired_deltas(runs, "gamma", 2.0, 3.0, "test/entity_f1", ["mask_value", "gamma", "lambdas"],
                            within={"mask_value": "-1e9"})
