@@ -12,18 +12,12 @@ import argparse
 import inspect
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import MISSING, dataclass, fields, replace
-
-CHOICES = {
-    "loss_impl": ("dense", "gather"),
-    "lambdas": ("old", "new"),
-    "device": ("auto", "cpu", "cuda"),
-    "precision": ("fp32", "bf16", "fp16"),
-    "wandb_mode": ("auto", "online", "offline", "disabled"),
-    "data_format": ("auto", "jsonl", "jointbert", "massive"),
-}
+from functools import cached_property
+from typing import Literal
 
 # Entity-loss reference levels (sweeps/baseline.yaml): each sets alpha, gamma and unit_class_weights.
 LOSS_LEVELS = {
@@ -32,28 +26,29 @@ LOSS_LEVELS = {
     "focal_g2": {"alpha": 0.25, "gamma": 2.0, "unit_class_weights": False},    # the write-up's fix
     "focal_g3": {"alpha": 0.25, "gamma": 3.0, "unit_class_weights": False},    # the write-up's original
 }
+FP16_MAX = 65504.0  # torch.finfo(torch.float16).max, without importing torch here
 
 
 @dataclass
 class Config:
     # --- data
     data: str = "phone-assistant"  # dataset name (the embedded default) or a path: JSONL / JointBERT folder / MASSIVE
-    data_format: str = "auto"      # auto (detected from the layout), jsonl, jointbert or massive
+    data_format: Literal["auto", "jsonl", "jointbert", "massive"] = "auto"  # auto (detected from the layout), jsonl, jointbert or massive
     max_length: int = 128          # subword positions per sentence; longer sentences are cut
     # --- model
     encoder: str = "tiny"          # tiny (random 2x128 BERT, tokenizer built from train) or an HF name/path (vinai/phobert-base, xlm-roberta-base)
     mask_value: str = "-1e9"       # logit of invalid I- tags: -inf (hard), a float such as -1e9 (soft), finfo_min or none
     dropout: float = 0.1           # on encoder outputs before the heads
     # --- entity loss
-    loss_impl: str = "dense"       # focal loss form: dense (one-hot over all classes, as the original) or gather (gold class only)
+    loss_impl: Literal["dense", "gather"] = "dense"  # focal loss form: dense (one-hot over all classes, as the original) or gather (gold class only)
     alpha: float = 0.25            # focal alpha
     gamma: float = 2.0             # focal gamma; 0 with alpha 1 and unit weights is plain cross-entropy
     o_weight: float = 0.1          # class weight of O
     max_class_weight: float = 5.0  # cap of the inverse-frequency entity class weights
     unit_class_weights: bool = False  # True: every class weighs 1 (o_weight / max_class_weight unused)
-    loss_level: str | None = None  # plain_ce, weighted_ce, focal_g2 or focal_g3: sets alpha, gamma and unit_class_weights (LOSS_LEVELS)
+    loss_level: Literal["plain_ce", "weighted_ce", "focal_g2", "focal_g3"] | None = None  # plain_ce, weighted_ce, focal_g2 or focal_g3: sets alpha, gamma and unit_class_weights (LOSS_LEVELS)
     # --- task weights
-    lambdas: str = "new"           # task-weight preset: old (entity/intent/command 0.8/0.15/0.05) or new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
+    lambdas: Literal["old", "new"] = "new"  # task-weight preset: old (entity/intent/command 0.8/0.15/0.05) or new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
     lambda_entity: float | None = None   # overrides the preset's entity weight
     lambda_intent: float | None = None   # overrides the preset's intent weight
     lambda_command: float | None = None  # overrides the preset's command weight
@@ -67,14 +62,14 @@ class Config:
     warmup_ratio: float = 0.1      # linear LR warm-up share of the total steps, then linear decay
     grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables clipping
     seed: int = 0                  # seeds Python and torch; with the epoch, the batch order
-    device: str = "auto"           # auto (cuda if available), cpu or cuda
-    precision: str = "fp32"        # fp32, or bf16 / fp16 autocast (fp16 adds a GradScaler)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto (cuda if available), cpu or cuda
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32, or bf16 / fp16 autocast (fp16 adds a GradScaler)
     threads: int | None = None     # torch CPU threads (None: torch's default)
     # --- run, logging, W&B
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"
     run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id
-    wandb_mode: str = "auto"       # auto (online with an API key, else offline), online, offline or disabled (no W&B files)
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto (online with an API key, else offline), online, offline or disabled (no W&B files)
     wandb_project: str = "nlu-collapse"  # W&B project
     wandb_entity: str | None = None      # W&B entity (team or user); None: your default
     wandb_group: str | None = None       # W&B group; default $WANDB_RUN_GROUP (sweeps/local.py sets it)
@@ -83,6 +78,43 @@ class Config:
     collapse_window: int = 20      # logged steps a degenerate-prediction phase must last to be an episode (a collapse only if it lasts to the end; a non-finite loss collapses at once)
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
+
+    @cached_property
+    def mask(self) -> float | str | None:
+        """`mask_value` parsed (once; `resolve` has checked it)."""
+        return parse_mask_value(self.mask_value)
+
+    @cached_property
+    def warmup(self) -> tuple[float, ...] | None:
+        """`entity_warmup` parsed: None keeps the preset's warm-up, () turns it off."""
+        return parse_warmup(self.entity_warmup)
+
+
+def parse_mask_value(text: str) -> float | str | None:
+    """-inf | a negative float such as -1e9 | finfo_min | none (model.masking.MaskValue)."""
+    value = str(text).strip()
+    if value.lower() in ("none", "off"):
+        return None
+    if value == "finfo_min":
+        return "finfo_min"
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--mask_value={text!r}: expected -inf, a number such as -1e9, finfo_min or none") from None
+    if math.isnan(number) or number > 0:
+        raise ValueError(f"--mask_value={text!r}: expected a negative number, -inf, finfo_min or none")
+    return number
+
+
+def parse_warmup(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    if str(text).strip().lower() in ("off", "none", ""):
+        return ()
+    try:
+        return tuple(float(w) for w in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"--entity_warmup={text!r}: expected comma-separated weights such as 0.3,0.4, or off") from None
 
 
 def _parse_bool(text: str) -> bool:
@@ -101,13 +133,22 @@ def _optional(convert):
     return parse
 
 
-def _field_type(annotation) -> tuple[type, bool]:
-    """(base type, optional?) from an annotation such as `float | None`."""
+def _field_type(annotation) -> tuple[type, bool, tuple]:
+    """(base type, optional?, allowed values or ()) from an annotation such as `float | None` or
+    `Literal["dense", "gather"]`: the annotation is the one source of a flag's choices."""
     hint = eval(annotation, vars(typing)) if isinstance(annotation, str) else annotation  # noqa: S307 - our own annotations
-    if isinstance(hint, types.UnionType):
-        base = [arg for arg in hint.__args__ if arg is not type(None)][0]
-        return base, True
-    return hint, False
+    args = typing.get_args(hint)
+    optional = type(None) in args and (isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union)
+    if optional:
+        hint = [arg for arg in args if arg is not type(None)][0]
+    if typing.get_origin(hint) is Literal:
+        return str, optional, typing.get_args(hint)
+    return hint, optional, ()
+
+
+def choices(name: str) -> tuple:
+    """The allowed values of a Literal-typed flag."""
+    return _field_type(next(f.type for f in fields(Config) if f.name == name))[2]
 
 
 def field_docs() -> dict[str, str]:
@@ -121,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Train the multi-task NLU model and log its health to W&B.")
     docs = field_docs()
     for field in fields(Config):
-        base, optional = _field_type(field.type)
+        base, optional, _ = _field_type(field.type)
         convert = _parse_bool if base is bool else base
         parser.add_argument(f"--{field.name}", type=_optional(convert) if optional else convert,
                             default=field.default if field.default is not MISSING else None,
@@ -130,10 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks; raises ValueError naming the flag and what was expected."""
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"--{name}={getattr(cfg, name)!r}: expected one of {', '.join(allowed)}")
+    """Checks of single flags and of flag combinations; raises ValueError naming the flag and what
+    was expected."""
+    for field in fields(Config):
+        allowed = _field_type(field.type)[2]
+        value = getattr(cfg, field.name)
+        if allowed and value not in allowed and value is not None:
+            raise ValueError(f"--{field.name}={value!r}: expected one of {', '.join(allowed)}")
     for name in ("epochs", "batch_size", "log_every", "collapse_window"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name}={getattr(cfg, name)}: expected a positive integer")
@@ -147,25 +191,34 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--grad_clip={cfg.grad_clip}: expected a positive number, 0 or None (off)")
     if cfg.gamma < 0:
         raise ValueError(f"--gamma={cfg.gamma}: expected a number >= 0")
+    mask, _ = cfg.mask, cfg.warmup  # parse once: a malformed value fails here, naming its flag
+    if cfg.precision == "fp16" and isinstance(mask, float) and math.isfinite(mask) and abs(mask) > FP16_MAX:
+        raise ValueError(f"--mask_value={cfg.mask_value} does not fit in torch.float16 (largest magnitude "
+                         f"{FP16_MAX:g}); use --mask_value=finfo_min, -inf or --precision=bf16")
+
+
+def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:
+    """The one resolve step: expand `--loss_level` into alpha, gamma and unit_class_weights, then
+    validate. `given` holds the flags set on the command line; one of them that contradicts the
+    loss level is an error naming both flags."""
+    if cfg.loss_level in LOSS_LEVELS:
+        level = LOSS_LEVELS[cfg.loss_level]
+        for name, value in level.items():
+            if name in given and getattr(cfg, name) != value:
+                raise ValueError(f"--{name}={getattr(cfg, name)} contradicts --loss_level={cfg.loss_level} "
+                                 f"(which sets {name}={value}): give one of the two")
+        cfg = replace(cfg, **level)
+    validate(cfg)
+    return cfg
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
-    """CLI -> Config. Exits with argparse's usage error (status 2) on unknown or malformed flags."""
+    """CLI -> resolved Config. Exits with argparse's usage error (status 2) on unknown or malformed flags."""
     parser = build_parser()
-    cfg = Config(**vars(parser.parse_args(argv)))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    given = {token[2:].split("=")[0] for token in argv if token.startswith("--")}
     try:
-        if cfg.loss_level is not None:
-            if cfg.loss_level not in LOSS_LEVELS:
-                raise ValueError(f"--loss_level={cfg.loss_level!r}: expected one of {', '.join(LOSS_LEVELS)} or None")
-            cfg = replace(cfg, **LOSS_LEVELS[cfg.loss_level])
-        validate(cfg)
-        from model.masking import check_fits, parse_mask_value  # lazily: imports torch
-
-        mask_value = parse_mask_value(cfg.mask_value)
-        if cfg.precision == "fp16":
-            import torch
-
-            check_fits(mask_value, torch.float16)
+        return resolve(Config(**vars(args)), given)
     except ValueError as err:
         parser.error(str(err))
-    return cfg

@@ -8,6 +8,8 @@
 
 Every step logs loss components, gradient norms, label-distribution histograms and `health/*`
 flags to W&B (offline unless an API key is configured) and to `<output_dir>/<run_id>/`.
+The run reads top to bottom: setup_run -> build -> restore_or_start -> (train_epoch ->
+validate_and_checkpoint) per epoch -> test_and_summarise.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import signal
 import sys
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,20 +31,21 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 from config import Config, parse_config
-from data import load_dataset
-from evaluation import compute_metrics, entity_type_report, predict
+from data import Dataset, load_dataset
+from evaluation import compute_metrics, predict
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
-from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode, parse_mask_value
-from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode
+from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from model.tokenization import collate
-from telemetry import HealthMonitor, RunRecord, Tracker, read_json
+from telemetry import HealthMonitor, RunRecord, Tracker, keys, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
 from telemetry.health import eval_evidence
 
 log = logging.getLogger("train")
 
 
+# --- naming a run
 def run_name(cfg: Config) -> str:
     name = f"mask={cfg.mask_value} gamma={cfg.gamma:g} lambdas={cfg.lambdas} seed={cfg.seed}"
     if cfg.loss_impl != "dense":
@@ -58,6 +61,7 @@ def run_tags(cfg: Config) -> list[str]:
     return tags + ([f"level={cfg.loss_level}"] if cfg.loss_level else [])
 
 
+# --- building blocks
 def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device=cuda: no CUDA device is available (use --device=cpu or auto)")
@@ -66,24 +70,7 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
-    """(config, run id, run dir, checkpoint to resume from or None)."""
-    if cfg.resume is None:
-        run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
-        return cfg, run_id, Path(cfg.output_dir) / run_id, None
-    run_dir = Path(cfg.resume)
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
-    saved = read_json(run_dir / "config.json")
-    ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
-               if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
-    if ignored:
-        log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    return Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"], run_dir, checkpoint
-
-
-def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
+def load_tokenizer(cfg: Config, dataset: Dataset, resume_dir: Path | None):
     """The encoder's own tokenizer, or for `tiny` one built from train (or reloaded on resume)."""
     if cfg.encoder != "tiny":
         return AutoTokenizer.from_pretrained(cfg.encoder)
@@ -95,7 +82,7 @@ def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
 def build_model(cfg: Config, labels, vocab_size: int) -> MultiTaskNLU:
     return MultiTaskNLU(build_encoder(cfg.encoder, vocab_size), len(labels.intents),
                         len(labels.commands) if labels.commands else None, len(labels.tags),
-                        torch.tensor(labels.invalid_mask), parse_mask_value(cfg.mask_value), cfg.dropout)
+                        torch.tensor(labels.invalid_mask), cfg.mask, cfg.dropout)
 
 
 def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
@@ -106,8 +93,8 @@ def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
         class_weights = entity_class_weights(labels.tags.names, labels.tag_counts, cfg.o_weight, cfg.max_class_weight)
     log.info("entity class weights: %s", format_weights(labels.tags.names, class_weights))
     log.info("masked (invalid) entity labels: %s", ", ".join(labels.invalid_tags) or "none")
-    weights = TaskWeights.from_flags(cfg.lambdas, cfg.lambda_entity, cfg.lambda_intent, cfg.lambda_command,
-                                     cfg.entity_warmup)
+    weights = TaskWeights.from_preset(cfg.lambdas, cfg.lambda_entity, cfg.lambda_intent, cfg.lambda_command,
+                                      cfg.warmup)
     return MultiTaskLoss(weights, class_weights, cfg.alpha, cfg.gamma, cfg.loss_impl), class_weights
 
 
@@ -120,55 +107,94 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
 
 
-def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch, autocast, telemetry: bool,
-               task_grads: bool):
-    """One optimizer step. Returns the step's numbers as tensors (moved to the host by the caller):
+@dataclass
+class Optimisation:
+    """Optimizer, LR schedule, fp16 loss scaler and clipping: one update of the parameters."""
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    grad_clip: float | None
+
+    def backward(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(total) if self.scaler else total).backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)  # clip and measure true gradients, not scaled ones
+
+    def clip(self, params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total grad norm before clipping, 1.0 if it was clipped)."""
+        if self.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            return norm, (norm > self.grad_clip).float()
+        return torch.nn.utils.get_total_norm([p.grad for p in params]), torch.zeros(())
+
+    def step(self) -> None:
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {**state, "scaler": self.scaler.state_dict()} if self.scaler else state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optimisation: Optimisation, epoch: int,
+               autocast, telemetry: bool, task_grads: bool) -> dict[str, torch.Tensor]:
+    """One optimizer step. Returns the step's metrics as tensors (moved to the host by the caller):
     always the losses and the total grad norm; with `telemetry`, per-module norms and label counts."""
     with autocast():
         logits = model(batch["input_ids"], batch["attention_mask"])
-    total, weighted, numbers = criterion(logits, batch, epoch)
+    total, weighted, metrics = criterion(logits, batch, epoch)
     if task_grads:  # which task dominates the shared encoder
         encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
         for task, loss in weighted.items():
             grads = torch.autograd.grad(loss, encoder_params, retain_graph=True, allow_unused=True)
-            numbers[f"grad/task/{task}"] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
-    optimizer.zero_grad(set_to_none=True)
-    (scaler.scale(total) if scaler else total).backward()
-    if scaler:
-        scaler.unscale_(optimizer)  # clip and measure true gradients, not scaled ones
-    for name, module in model.heads().items() if telemetry else ():
-        numbers[f"grad/norm/{name}"] = torch.nn.utils.get_total_norm(
+            metrics[keys.task_grad_norm(task)] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
+    optimisation.backward(total)
+    for name, module in model.named_parts().items() if telemetry else ():
+        metrics[keys.module_grad_norm(name)] = torch.nn.utils.get_total_norm(
             [p.grad for p in module.parameters() if p.grad is not None])
-    params = [p for p in model.parameters() if p.grad is not None]
-    if cfg.grad_clip:
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # the total norm before clipping
-        numbers["grad/clipped"] = (norm > cfg.grad_clip).float()
-    else:
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        numbers["grad/clipped"] = torch.zeros(())
-    numbers["grad/norm"] = norm
-    numbers["lr"] = torch.tensor(scheduler.get_last_lr()[0])
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    scheduler.step()
+    metrics[keys.GRAD_NORM], metrics[keys.GRAD_CLIPPED] = optimisation.clip(
+        [p for p in model.parameters() if p.grad is not None])
+    metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
+    optimisation.step()
     if telemetry:
-        numbers.update(step_counts(logits, batch))
-    return numbers
+        metrics.update(step_counts(logits, batch))
+    return metrics
 
 
-def evaluate(model, dataset, encoded, split, cfg, device, pad_id, criterion, epoch, autocast) -> tuple[dict, object]:
-    labels = dataset.labels
-    predictions = predict(model, encoded[split], labels, cfg.batch_size * 2, device, pad_id,
-                          loss_fn=lambda logits, batch: criterion(logits, batch, epoch)[0], autocast=autocast)
-    examples = dataset.splits[split]
-    metrics = {f"{split_key(split)}/{k}": v for k, v in compute_metrics(examples, predictions, labels).items()}
-    for entity_type, row in entity_type_report([ex.tags for ex in examples], predictions.tags).items():
-        for stat in ("precision", "recall", "f1-score", "support"):
-            metrics[f"{split_key(split)}/entity_type/{entity_type}/{stat.replace('-score', '')}"] = row[stat]
-    return metrics, predictions
+@dataclass
+class Evaluator:
+    """Predicts a split with the current model and scores it."""
+    model: MultiTaskNLU
+    dataset: Dataset
+    encoded: dict
+    criterion: MultiTaskLoss
+    batch_size: int
+    device: torch.device
+    pad_id: int
+    autocast: object
+
+    def __call__(self, split: str, epoch: int):
+        """(metrics under `val/` or `test/`, predictions, per-type entity report) of one split."""
+        predictions = predict(self.model, self.encoded[split], self.dataset.labels, self.batch_size, self.device,
+                              self.pad_id, loss_fn=lambda logits, batch: self.criterion(logits, batch, epoch)[0],
+                              autocast=self.autocast)
+        scores, entity_types = compute_metrics(self.dataset.splits[split], predictions, self.dataset.labels)
+        metrics = {keys.split_metric(split, name): value for name, value in scores.items()}
+        for entity_type, row in entity_types.items():
+            metrics.update({keys.entity_type_metric(split, entity_type, stat): row[stat]
+                            for stat in keys.ENTITY_TYPE_STATS})
+        return metrics, predictions, entity_types
 
 
 def degenerate_evidence(examples, predictions) -> dict[str, str | None]:
@@ -177,168 +203,259 @@ def degenerate_evidence(examples, predictions) -> dict[str, str | None]:
                          predictions.commands)
 
 
-def split_key(split: str) -> str:
-    return "val" if split == "dev" else split
+@dataclass
+class TrainState:
+    """Everything a checkpoint restores besides model and optimiser: where training stands."""
+    monitor: HealthMonitor
+    step: int = 0
+    epoch: int = 0                 # the epoch to run next
+    best_f1: float = -1.0          # best val entity F1 so far
+    n_clipped: int = 0
+    training_done: bool = False
+    stopped_on_collapse: bool = False
+    last_metrics: dict = field(default_factory=dict)  # the last step's scalars (final/* in the summary)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "best_f1": self.best_f1, "n_clipped": self.n_clipped,
+                "training_done": self.training_done, "stopped_on_collapse": self.stopped_on_collapse,
+                "last_metrics": {k: v for k, v in self.last_metrics.items() if not isinstance(v, list)},
+                "monitor": self.monitor.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state.pop("monitor"))
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+@dataclass
+class Run:
+    """What the stages share: the resolved config, the record, and everything built from them."""
+    cfg: Config
+    run_id: str
+    run_dir: Path
+    name: str
+    record: RunRecord
+    dataset: Dataset
+    tokenizer: object
+    encoded: dict
+    model: MultiTaskNLU
+    criterion: MultiTaskLoss
+    class_weights: torch.Tensor
+    optimisation: Optimisation
+    evaluate: Evaluator
+    device: torch.device
+    autocast: object
+    total_steps: int
+    tracker: Tracker | None = None
+
+
+# --- the stages
+def setup_run(argv: list[str] | None) -> tuple[Config, str, Path, dict | None]:
+    """Parse flags; for --resume, the saved config and the last checkpoint. Seeds everything."""
+    cfg = parse_config(argv)
+    if cfg.resume is None:
+        run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
+        checkpoint, run_dir = None, Path(cfg.output_dir) / run_id
+    else:
+        run_dir = Path(cfg.resume)
+        if not (run_dir / "config.json").is_file():
+            raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
+        saved = read_json(run_dir / "config.json")
+        ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
+                   if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
+        if ignored:
+            log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        cfg, run_id = Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"]
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    return cfg, run_id, run_dir, checkpoint
+
+
+def build(cfg: Config, run_id: str, run_dir: Path, resuming: bool) -> Run:
+    """Data, tokenizer, model, objective, optimiser and evaluator."""
+    device = select_device(cfg.device)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
+    dataset = load_dataset(cfg.data, cfg.data_format)
+    tokenizer = load_tokenizer(cfg, dataset, run_dir if resuming else None)
+    encoded = {split: encode(examples, tokenizer, dataset.labels, cfg.max_length)
+               for split, examples in dataset.splits.items()}
+    model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
+    criterion, class_weights = build_criterion(cfg, dataset.labels)
+    total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * math.ceil(len(encoded["train"]) / cfg.batch_size))
+    optimizer = build_optimizer(model, cfg)
+    optimisation = Optimisation(
+        optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps),
+        torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None, cfg.grad_clip)
+    evaluator = Evaluator(model, dataset, encoded, criterion, cfg.batch_size * 2, device, tokenizer.pad_token_id,
+                          autocast)
+    return Run(cfg, run_id, run_dir, cfg.run_name or run_name(cfg), RunRecord(run_dir), dataset, tokenizer, encoded,
+               model, criterion, class_weights, optimisation, evaluator, device, autocast, total_steps)
+
+
+def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
+    """Continue from a checkpoint, or start a fresh record; then write the config and open W&B."""
+    cfg, labels = run.cfg, run.dataset.labels
+    state = TrainState(HealthMonitor(window=cfg.collapse_window))
+    if checkpoint is not None:
+        run.model.load_state_dict(checkpoint["model"])
+        run.optimisation.load_state_dict(checkpoint)
+        set_rng_state(checkpoint["rng"])
+        state.load_state_dict(dict(checkpoint["train_state"]))
+        run.record.truncate_history(state.step)
+        run.record.summary.pop(keys.ERROR, None)
+        log.info("resuming %s from epoch %d, step %d", run.run_dir, state.epoch, state.step)
+    else:
+        run.record.start_fresh()
+        run.tokenizer.save_pretrained(run.run_dir / "tokenizer")
+    run.record.write_config({
+        "config": asdict(cfg), "run_id": run.run_id, "run_name": run.name, "dataset": run.dataset.name,
+        "data_format": run.dataset.data_format, "sizes": {s: len(e) for s, e in run.dataset.splits.items()},
+        "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
+                   "commands": labels.commands.names if labels.commands else None, "invalid_tags": labels.invalid_tags},
+        "class_weights": run.class_weights.tolist(), "total_steps": run.total_steps})
+    run.tracker = Tracker(run.record, cfg.wandb_mode, dict(
+        project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
+        name=run.name, id=run.run_id, dir=str(Path(cfg.output_dir)), config=asdict(cfg), tags=run_tags(cfg)))
+    run.tracker.summary({keys.STATUS: "running", keys.RUN_ID: run.run_id, keys.RUN_NAME: run.name})
+    return state
+
+
+def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> float:
+    """One pass over train (or up to the step budget); returns its training-loop seconds."""
+    cfg, monitor, seconds = run.cfg, state.monitor, 0.0
+    # The order depends on (seed, epoch) only, so a resumed epoch sees the same batches.
+    order = torch.randperm(len(run.encoded["train"]), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    for start in range(0, len(order), cfg.batch_size):
+        if state.step >= run.total_steps:
+            break
+        started = time.perf_counter()
+        batch = collate([run.encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()],
+                        run.tokenizer.pad_token_id)
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+        state.step += 1
+        log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
+        task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
+        metrics = to_host(train_step(run.model, batch, run.criterion, run.optimisation, epoch, run.autocast,
+                                     telemetry=log_now, task_grads=task_grads))
+        state.n_clipped += int(metrics[keys.GRAD_CLIPPED])
+        monitor.check_finite(state.step, metrics[keys.LOSS_TOTAL], metrics[keys.GRAD_NORM], bool(run.optimisation.scaler))
+        if log_now:
+            log_step(run, state, epoch, metrics)
+        if monitor.collapsed:
+            run.tracker.alert("Training collapsed", f"{run.name}: " + "; ".join(monitor.reasons))
+        state.last_metrics = metrics
+        seconds += time.perf_counter() - started
+        progress.update(1)
+        progress.set_postfix(loss=f"{metrics[keys.LOSS_TOTAL]:.3f}", refresh=False,
+                             pred_non_O=f"{metrics.get(keys.entity_dist(keys.PRED_NON_O), math.nan):.2f}")
+        if cfg.stop_on_collapse and monitor.collapsed:
+            state.stopped_on_collapse = True
+            break
+    return seconds
+
+
+def log_step(run: Run, state: TrainState, epoch: int, metrics: dict) -> None:
+    """Scalar twins, health flags and the W&B / local record row of one logged step."""
+    monitor = state.monitor
+    metrics.update(count_scalars(metrics, run.dataset.labels.invalid_mask))
+    metrics[keys.GRAD_CLIP_RATE] = state.n_clipped / state.step
+    open_before = set(monitor.open_episodes())
+    metrics.update(monitor.update(state.step, metrics))
+    for kind in set(monitor.open_episodes()) - open_before:
+        log.warning("%s: degenerate-prediction episode (%s) since step %d; a collapse only if it lasts to the end "
+                    "of training", run.name, kind, monitor.streaks[kind].first)
+    run.tracker.log(state.step, {keys.EPOCH: epoch, **metrics})
+
+
+def validate_and_checkpoint(run: Run, state: TrainState, epoch: int) -> None:
+    """Score dev, judge it for degenerate predictions, keep the best and the last checkpoint."""
+    val, predictions, _ = run.evaluate("dev", epoch=epoch)
+    run.tracker.log(state.step, {keys.EPOCH: epoch, **val})
+    for text in state.monitor.check_eval(epoch, state.step, degenerate_evidence(run.dataset.splits["dev"], predictions)):
+        log.warning("%s: %s", run.name, text)
+    state.epoch = epoch + 1
+    state.training_done = state.stopped_on_collapse or state.step >= run.total_steps or state.epoch >= run.cfg.epochs
+    checkpoints = run.run_dir / "checkpoints"
+    meta = dict(config=asdict(run.cfg), run_id=run.run_id, epoch=epoch)
+    if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
+        state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
+        save_checkpoint(checkpoints / "best.pt", run.model, train_state=state.state_dict(), **meta)
+    save_checkpoint(checkpoints / "last.pt", run.model, **run.optimisation.state_dict(), rng=rng_state(),
+                    train_state=state.state_dict(), **meta)
+
+
+def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_step: int) -> dict:
+    """Test with the best-on-dev checkpoint; tables; the summary with the collapse verdict."""
+    tracker, test_examples = run.tracker, run.dataset.splits["test"]
+    best = load_checkpoint(run.run_dir / "checkpoints" / "best.pt", run.device)
+    run.model.load_state_dict(best["model"])
+    test, predictions, entity_types = run.evaluate("test", epoch=best["epoch"])
+    tracker.log(state.step, {keys.EPOCH: best["epoch"], **test})
+    tracker.table(keys.TABLE_ENTITY_TYPES, ["type", *keys.ENTITY_TYPE_STATS],
+                  [[t, *(row[s] for s in keys.ENTITY_TYPE_STATS[:3]), int(row["support"])]
+                   for t, row in entity_types.items()])
+    tracker.confusion_matrix(keys.TABLE_INTENT_CONFUSION, [ex.intent for ex in test_examples], predictions.intents,
+                             run.dataset.labels.intents.names)
+    errors = span_errors([ex.tags for ex in test_examples], predictions.tags)
+    tracker.table(keys.TABLE_ENTITY_ERRORS, ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
+    for kind in keys.SPAN_KINDS:
+        test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
+    final = {keys.final(k): v for k, v in state.last_metrics.items()
+             if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
+    summary = {**final, **test, keys.BEST_EPOCH: best["epoch"], keys.BEST_VAL_ENTITY_F1: state.best_f1,
+               keys.STEPS: state.step, keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
+               **state.monitor.verdict(), keys.PERF_TRAIN_SECONDS: train_seconds,
+               keys.PERF_STEPS_PER_SECOND: (state.step - first_step) / train_seconds if train_seconds else math.nan}
+    tracker.summary(summary)
+    tracker.finish("finished")
+    return test
+
+
+def verdict_line(run: Run, state: TrainState, test: dict) -> str:
+    monitor = state.monitor
+    verdict = f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})" if monitor.collapsed else "healthy"
+    score = lambda name: test.get(keys.split_metric("test", name), math.nan)  # noqa: E731
+    return (f"[{run.run_id}] {run.name}: {verdict} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
+            f"intent F1 {score(keys.macro_f1('intent')):.3f}, command F1 {score(keys.macro_f1('command')):.3f}, "
+            f"pred_non_O {score(keys.entity_eval(keys.PRED_NON_O)):.3f} | record: {run.run_dir}")
 
 
 def main(argv: list[str] | None = None) -> dict:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    cfg, run_id, run_dir, checkpoint = resolve_run(parse_config(argv))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    device = select_device(cfg.device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
-
-    # --- data, tokenizer, model
-    dataset = load_dataset(cfg.data, cfg.data_format)
-    labels = dataset.labels
-    tokenizer = load_tokenizer(cfg, dataset, run_dir if checkpoint is not None else None)
-    encoded = {split: encode(examples, tokenizer, labels, cfg.max_length) for split, examples in dataset.splits.items()}
-    model = build_model(cfg, labels, len(tokenizer)).to(device)
-    criterion, class_weights = build_criterion(cfg, labels)
-
-    # --- optimisation
-    steps_per_epoch = math.ceil(len(encoded["train"]) / cfg.batch_size)
-    total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * steps_per_epoch)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
-    monitor = HealthMonitor(window=cfg.collapse_window)
-    start_epoch, step, n_clipped, best_f1 = 0, 0, 0, -1.0
-    record = RunRecord(run_dir)
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler:
-            scaler.load_state_dict(checkpoint["scaler"])
-        set_rng_state(checkpoint["rng"])
-        monitor.load_state_dict(checkpoint["monitor"])
-        start_epoch, step, n_clipped, best_f1 = (checkpoint["epoch"] + 1, checkpoint["step"],
-                                                 checkpoint["n_clipped"], checkpoint["best_f1"])
-        record.truncate_history(step)
-        record.summary.pop("error", None)
-        log.info("resuming %s from epoch %d, step %d", run_dir, start_epoch, step)
-    else:
-        record.start_fresh()
-        tokenizer.save_pretrained(run_dir / "tokenizer")
-    name = cfg.run_name or run_name(cfg)
-    record.write_config({"config": asdict(cfg), "run_id": run_id, "run_name": name, "dataset": dataset.name,
-                         "data_format": dataset.data_format, "sizes": {s: len(e) for s, e in dataset.splits.items()},
-                         "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
-                                    "commands": labels.commands.names if labels.commands else None,
-                                    "invalid_tags": labels.invalid_tags},
-                         "class_weights": class_weights.tolist(), "total_steps": total_steps})
-    tracker = Tracker(record, cfg.wandb_mode, dict(
-        project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
-        name=name, id=run_id, dir=str(Path(cfg.output_dir)), config=asdict(cfg), tags=run_tags(cfg)))
-    tracker.summary({"status": "running", "run_id": run_id, "run_name": name})
-
-    ckpt_state = lambda epoch: dict(config=asdict(cfg), run_id=run_id, epoch=epoch, step=step,  # noqa: E731
-                                    n_clipped=n_clipped, best_f1=best_f1, monitor=monitor.state_dict(),
-                                    training_done=stopped or step >= total_steps or epoch + 1 >= cfg.epochs,
-                                    last_numbers={k: v for k, v in numbers.items() if not isinstance(v, list)})
-    pad_id = tokenizer.pad_token_id
-    evaluate_split = functools.partial(evaluate, model, dataset, encoded, cfg=cfg, device=device, pad_id=pad_id,
-                                       criterion=criterion, autocast=autocast)
-    progress = tqdm(total=total_steps, initial=step, desc=name, dynamic_ncols=True, mininterval=1.0,
+    cfg, run_id, run_dir, checkpoint = setup_run(argv)
+    run = build(cfg, run_id, run_dir, resuming=checkpoint is not None)
+    state = restore_or_start(run, checkpoint)
+    progress = tqdm(total=run.total_steps, initial=state.step, desc=run.name, dynamic_ncols=True, mininterval=1.0,
                     disable=None, file=sys.stderr)
-    stopped, train_seconds, first_step = False, 0.0, step
-    numbers = dict(checkpoint["last_numbers"]) if checkpoint is not None else {}
-    if checkpoint is not None and checkpoint["training_done"]:
-        start_epoch = cfg.epochs  # only the test evaluation was left to do
+    train_seconds, first_step = 0.0, state.step
     try:
-        model.train()
-        for epoch in range(start_epoch, cfg.epochs):
-            # The order depends on (seed, epoch) only, so a resumed epoch sees the same batches.
-            order = torch.randperm(len(encoded["train"]), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-            for start in range(0, len(order), cfg.batch_size):
-                if step >= total_steps:
-                    break
-                started = time.perf_counter()
-                batch = collate([encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()], pad_id)
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                step += 1
-                log_now = step % cfg.log_every == 0  # telemetry and health are computed on logged steps
-                task_grads = log_now and cfg.task_grad_every > 0 and (step == 1 or step % cfg.task_grad_every == 0)
-                numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
-                                             autocast, telemetry=log_now, task_grads=task_grads))
-                n_clipped += int(numbers["grad/clipped"])
-                monitor.check_finite(step, numbers["loss/total"], numbers["grad/norm"], bool(scaler))
-                if log_now:
-                    numbers.update(count_scalars(numbers, labels.invalid_mask))
-                    numbers["grad/clip_rate"] = n_clipped / step
-                    open_before = set(monitor.open_episodes())
-                    numbers.update(monitor.update(step, numbers))
-                    for kind in set(monitor.open_episodes()) - open_before:
-                        log.warning("%s: degenerate-prediction episode (%s) since step %d; a collapse only if it "
-                                    "lasts to the end of training", name, kind, monitor.streaks[kind].first)
-                    tracker.log(step, {"epoch": epoch, **numbers})
-                if monitor.collapsed:
-                    tracker.alert("Training collapsed", f"{name}: " + "; ".join(monitor.reasons))
-                train_seconds += time.perf_counter() - started
-                progress.update(1)
-                progress.set_postfix(loss=f"{numbers['loss/total']:.3f}",
-                                     pred_non_O=f"{numbers.get('dist/entity/pred_non_O', math.nan):.2f}", refresh=False)
-                if cfg.stop_on_collapse and monitor.collapsed:
-                    stopped = True
-                    break
-            val, dev_predictions = evaluate_split("dev", epoch=epoch)
-            tracker.log(step, {"epoch": epoch, **val})
-            for text in monitor.check_eval(epoch, step, degenerate_evidence(dataset.splits["dev"], dev_predictions)):
-                log.warning("%s: %s", name, text)
-            if val["val/entity_f1"] > best_f1:
-                best_f1 = val["val/entity_f1"]
-                save_checkpoint(run_dir / "checkpoints" / "best.pt", model, **ckpt_state(epoch))
-            save_checkpoint(run_dir / "checkpoints" / "last.pt", model, optimizer=optimizer, scheduler=scheduler,
-                            scaler=scaler, **ckpt_state(epoch))
-            if stopped or step >= total_steps:
+        run.model.train()
+        for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
+            train_seconds += train_epoch(run, state, epoch, progress)
+            validate_and_checkpoint(run, state, epoch)
+            if state.training_done:
                 break
         progress.close()
-        monitor.finalize()
-        if monitor.collapsed:
-            tracker.alert("Training collapsed", f"{name}: " + "; ".join(monitor.reasons))
-
-        # --- test with the best-on-dev checkpoint
-        best = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)
-        model.load_state_dict(best["model"])
-        test, predictions = evaluate_split("test", epoch=best["epoch"])
-        tracker.log(step, {"epoch": best["epoch"], **test})
-        tracker.table("test/entity_types", ["type", "precision", "recall", "f1", "support"],
-                      [[t, r["precision"], r["recall"], r["f1-score"], int(r["support"])] for t, r in
-                       entity_type_report([ex.tags for ex in dataset.splits["test"]], predictions.tags).items()])
-        tracker.confusion_matrix("test/intent_confusion", [ex.intent for ex in dataset.splits["test"]],
-                                 predictions.intents, labels.intents.names)
-        errors = span_errors([ex.tags for ex in dataset.splits["test"]], predictions.tags)
-        tracker.table("test/entity_errors", ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
-        for kind in ("correct", "type", "boundary", "type+boundary", "missed", "spurious"):
-            test[f"test/spans/{kind}"] = float(sum(n for key, n in errors.items() if key[0] == kind))
-        last = {f"final/{k}": v for k, v in numbers.items()
-                if k.startswith(("loss/", "dist/", "grad/norm")) and not isinstance(v, list)}
-        summary = {**last, **test,
-                   "best/epoch": best["epoch"], "best/val_entity_f1": best_f1, "steps": step,
-                   "stopped_on_collapse": stopped, **monitor.verdict(), "perf/train_seconds": train_seconds,
-                   "perf/steps_per_second": (step - first_step) / train_seconds if train_seconds else math.nan}
-        tracker.summary(summary)
-        tracker.finish("finished")
+        state.monitor.finalize()
+        if state.monitor.collapsed:
+            run.tracker.alert("Training collapsed", f"{run.name}: " + "; ".join(state.monitor.reasons))
+        test = test_and_summarise(run, state, train_seconds, first_step)
     except BaseException as err:
-        record.update_summary({"status": "crashed", "error": f"{type(err).__name__}: {err}", **monitor.verdict()})
+        run.record.update_summary({keys.STATUS: "crashed", keys.ERROR: f"{type(err).__name__}: {err}",
+                                   **state.monitor.verdict()})
         progress.close()
         try:
-            tracker.finish("crashed")
+            run.tracker.finish("crashed")
         except Exception as finish_err:  # the local record is already complete
             log.warning("W&B did not finish cleanly: %s", finish_err)
         raise
-    verdict = (f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})"
-               if monitor.collapsed else "healthy")
-    print(f"[{run_id}] {name}: {verdict} | test entity F1 {test['test/entity_f1']:.3f}, "
-          f"intent F1 {test['test/intent_f1']:.3f}, command F1 {test.get('test/command_f1', float('nan')):.3f}, "
-          f"pred_non_O {test['test/pred_non_O']:.3f} | record: {run_dir}")
-    return record.summary
+    print(verdict_line(run, state, test))
+    return run.record.summary
 
 
 def _terminated(signum, frame):

@@ -24,7 +24,7 @@ SECTIONS = {
     "Health": [["health/loss_nonfinite", "health/grad_explode", "health/collapsed"],
                ["health/pred_non_O_zero", "health/entity_single_label", "health/intent_dominant"],
                ["health/problems"]],
-    "Validation": [["val/entity_f1"], ["val/intent_f1", "val/command_f1"], ["val/pred_non_O"], ["val/loss"]],
+    "Validation": [["val/entity_f1"], ["val/intent_f1", "val/command_f1"], ["val/entity/pred_non_O"], ["val/loss"]],
 }
 
 

@@ -18,19 +18,17 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analysis.records import Run, load_local, load_wandb  # noqa: E402
-from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval  # noqa: E402
+from analysis.records import Run, load_local, load_wandb
+from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 
 # The write-up's two configurations and its own expectations (guesses, not measurements).
 BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
 AFTER = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new"}
 ROWS = [  # (label, summary key, write-up before, write-up expected after)
     ("Entity F1", "test/entity_f1", "0.0", "0.2-0.4"),
-    ("pred_non_O", "test/pred_non_O", "0%", "20-30%"),
+    ("pred_non_O", "test/entity/pred_non_O", "0%", "20-30%"),
     ("Final train loss", "final/loss/total", "NaN", "stable, 0.8-2.0"),
-    ("Masked-label predictions (I-PHONE etc.)", "test/masked_label_preds", "0 (collapsed)", "0 (masked)"),
+    ("Masked-label predictions (I-PHONE etc.)", "test/entity/masked_pred", "0 (collapsed)", "0 (masked)"),
     ("Intent F1", "test/intent_f1", "0.0", "0.3-0.5"),
     ("Command F1", "test/command_f1", "collapsed", "-"),
     ("Collapse rate", "health/collapsed", "(collapsed)", "(healthy)"),
@@ -131,7 +129,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
         row = {("mask" if f == "mask_value" else f): _show(v) for f, v in zip(factors, key)}
         row["seeds"] = len(members)
         for label, metric in [("entity F1", "test/entity_f1"), ("intent F1", "test/intent_f1"),
-                              ("command F1", "test/command_f1"), ("pred_non_O", "test/pred_non_O"),
+                              ("command F1", "test/command_f1"), ("pred_non_O", "test/entity/pred_non_O"),
                               ("final loss", "final/loss/total")]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)

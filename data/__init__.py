@@ -43,7 +43,7 @@ def load_dataset(data: str = DEFAULT_DATA, data_format: str = "auto") -> Dataset
     if data_format == "auto":
         data_format = detect_format(path)
     elif data_format not in FORMATS:
-        raise DataError(f"--data_format={data_format!r}: expected auto or one of {', '.join(FORMATS)}")
+        raise DataError(f"data_format={data_format!r}: expected auto or one of {', '.join(FORMATS)}")
     splits = read_splits(path, data_format)
     labels = build_label_space(splits["train"])
     for split in ("dev", "test"):

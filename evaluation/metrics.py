@@ -17,6 +17,7 @@ from sklearn.metrics import f1_score as macro_f1
 
 from data import Example, LabelSpace
 from model.tokenization import Encoded, collate
+from telemetry import keys
 
 
 @dataclass
@@ -52,37 +53,39 @@ def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, 
     return Predictions(tags, intents, commands if labels.commands is not None else None, loss)
 
 
-def entity_type_report(gold: list[list[str]], pred: list[list[str]], averages: bool = False) -> dict[str, dict[str, float]]:
-    """seqeval's per-type precision / recall / F1 / support (strict IOB2); with `averages`, also
-    its "micro avg" row, which is seqeval's span-level precision / recall / F1 over all types."""
+def entity_type_report(gold: list[list[str]], pred: list[list[str]]) -> tuple[dict[str, dict[str, float]], dict]:
+    """seqeval's strict IOB2 report in one pass: per type {precision, recall, f1, support}, and its
+    "micro avg" row (span-level precision / recall / F1 over all types; zeros without spans)."""
     report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
-    return {name: {k: float(v) for k, v in row.items()} for name, row in report.items()
-            if averages or not name.endswith("avg")}
+    rows = {name: {stat.replace("-score", ""): float(v) for stat, v in row.items()} for name, row in report.items()}
+    overall = rows.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1": 0.0})
+    return {name: row for name, row in rows.items() if not name.endswith("avg")}, overall
 
 
-def compute_metrics(examples: list[Example], pred: Predictions, labels: LabelSpace) -> dict[str, float]:
+def compute_metrics(examples: list[Example], pred: Predictions,
+                    labels: LabelSpace) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(metrics of one split under their leaf names (telemetry.keys), per-type entity report)."""
     gold_tags = [ex.tags for ex in examples]
     pred_tags = pred.tags
-    no_spans = {"precision": 0.0, "recall": 0.0, "f1-score": 0.0}
-    overall = entity_type_report(gold_tags, pred_tags, averages=True).get("micro avg", no_spans)
+    entity_types, overall = entity_type_report(gold_tags, pred_tags)
     words = [t for sentence in pred_tags for t in sentence]
     invalid = set(labels.invalid_tags)
     gold_intents = [ex.intent for ex in examples]
     metrics = {
-        "entity_f1": overall["f1-score"],
-        "entity_precision": overall["precision"],
-        "entity_recall": overall["recall"],
-        "intent_acc": accuracy_score(gold_intents, pred.intents),
-        "intent_f1": macro_f1(gold_intents, pred.intents, average="macro", zero_division=0),
-        "pred_non_O": sum(t != "O" for t in words) / max(len(words), 1),
-        "masked_label_preds": float(sum(t in invalid for t in words)),
-        "loss": pred.loss,
+        keys.ENTITY_F1: overall["f1"],
+        keys.ENTITY_PRECISION: overall["precision"],
+        keys.ENTITY_RECALL: overall["recall"],
+        keys.accuracy("intent"): accuracy_score(gold_intents, pred.intents),
+        keys.macro_f1("intent"): macro_f1(gold_intents, pred.intents, average="macro", zero_division=0),
+        keys.entity_eval(keys.PRED_NON_O): sum(t != "O" for t in words) / max(len(words), 1),
+        keys.entity_eval(keys.MASKED_PRED): float(sum(t in invalid for t in words)),
+        keys.EVAL_LOSS: pred.loss,
     }
     right = [gi == pi and gt == pt for gi, pi, gt, pt in zip(gold_intents, pred.intents, gold_tags, pred_tags)]
     if pred.commands is not None:
         gold_commands = [ex.command for ex in examples]
-        metrics["command_acc"] = accuracy_score(gold_commands, pred.commands)
-        metrics["command_f1"] = macro_f1(gold_commands, pred.commands, average="macro", zero_division=0)
+        metrics[keys.accuracy("command")] = accuracy_score(gold_commands, pred.commands)
+        metrics[keys.macro_f1("command")] = macro_f1(gold_commands, pred.commands, average="macro", zero_division=0)
         right = [r and gc == pc for r, gc, pc in zip(right, gold_commands, pred.commands)]
-    metrics["sentence_acc"] = sum(right) / len(right)
-    return {k: float(v) for k, v in metrics.items()}
+    metrics[keys.SENTENCE_ACC] = sum(right) / len(right)
+    return {k: float(v) for k, v in metrics.items()}, entity_types

@@ -56,5 +56,5 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, 
         # loss_i = alpha * w_y * (1 - p_t)^gamma * ce_i
         per_token = alpha * weight[target] * (1 - p_t) ** gamma * ce
     else:
-        raise ValueError(f"--loss_impl={impl!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
+        raise ValueError(f"impl={impl!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     return mean_or_zero(per_token)

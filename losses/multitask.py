@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from losses.focal import focal_loss, mean_or_zero
+from telemetry import keys
 
 PRESETS = {
     "old": {"entity": 0.8, "intent": 0.15, "command": 0.05, "warmup": ()},
     "new": {"entity": 0.5, "intent": 0.3, "command": 0.2, "warmup": (0.3, 0.4)},
 }
-TASKS = ("entity", "intent", "command")
+TASKS = keys.TASKS
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,15 @@ class TaskWeights:
     entity_warmup: tuple[float, ...] = ()  # entity weight for epochs 0, 1, ...; `entity` afterwards
 
     @classmethod
-    def from_flags(cls, lambdas: str, entity: float | None = None, intent: float | None = None,
-                   command: float | None = None, entity_warmup: str | None = None) -> "TaskWeights":
-        if lambdas not in PRESETS:
-            raise ValueError(f"--lambdas={lambdas!r}: expected one of {', '.join(PRESETS)}")
-        preset = PRESETS[lambdas]
-        if entity_warmup is None:
-            warmup = preset["warmup"]
-        elif str(entity_warmup).lower() in ("off", "none", ""):
-            warmup = ()
-        else:
-            try:
-                warmup = tuple(float(w) for w in str(entity_warmup).split(","))
-            except ValueError:
-                raise ValueError(f"--entity_warmup={entity_warmup!r}: expected comma-separated "
-                                 "weights such as 0.3,0.4, or off") from None
-        pick = lambda given, task: preset[task] if given is None else float(given)  # noqa: E731
-        return cls(pick(entity, "entity"), pick(intent, "intent"), pick(command, "command"), warmup)
+    def from_preset(cls, preset: str, entity: float | None = None, intent: float | None = None,
+                    command: float | None = None, warmup: tuple[float, ...] | None = None) -> "TaskWeights":
+        """A preset's weights, each overridden where given; `warmup` None keeps the preset's, () drops it."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown task-weight preset {preset!r}: expected one of {', '.join(PRESETS)}")
+        weights = PRESETS[preset]
+        pick = lambda given, task: weights[task] if given is None else float(given)  # noqa: E731
+        return cls(pick(entity, "entity"), pick(intent, "intent"), pick(command, "command"),
+                   weights["warmup"] if warmup is None else tuple(warmup))
 
     def at_epoch(self, epoch: int) -> dict[str, float]:
         entity = self.entity_warmup[epoch] if epoch < len(self.entity_warmup) else self.entity
@@ -87,9 +80,9 @@ class MultiTaskLoss:
         losses = self.task_losses(logits, batch)
         weighted = {task: lambdas[task] * loss for task, loss in losses.items()}
         total = sum(weighted.values())
-        components = {"loss/total": total.detach()}
+        components = {keys.LOSS_TOTAL: total.detach()}
         for task, loss in losses.items():
-            components[f"loss/{task}"] = loss.detach()
-            components[f"loss/weighted/{task}"] = weighted[task].detach()
-            components[f"lambda/{task}"] = torch.tensor(lambdas[task])
+            components[keys.loss(task)] = loss.detach()
+            components[keys.weighted_loss(task)] = weighted[task].detach()
+            components[keys.task_weight(task)] = torch.tensor(lambdas[task])
         return total, weighted, components

@@ -1,7 +1,6 @@
 """The multi-task NLU model: shared encoder, intent / command / entity heads, invalid-label masking."""
-from model.masking import MaskValue, apply_mask, check_fits, parse_mask_value
+from model.masking import MaskValue, apply_mask
 from model.multitask import MultiTaskNLU, build_encoder
 from model.tokenization import Encoded, build_tiny_tokenizer, encode
 
-__all__ = ["Encoded", "MaskValue", "MultiTaskNLU", "apply_mask", "build_encoder", "build_tiny_tokenizer",
-           "check_fits", "encode", "parse_mask_value"]
+__all__ = ["Encoded", "MaskValue", "MultiTaskNLU", "apply_mask", "build_encoder", "build_tiny_tokenizer", "encode"]

@@ -26,12 +26,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, model, *, optimizer=None, scheduler=None, scaler=None, **state) -> None:
+def save_checkpoint(path: Path, model, **state) -> None:
+    """The model's weights and `state` (plain values and tensors: optimiser state, RNG, progress)."""
     payload = {"model": model.state_dict(), **state}
-    if optimizer is not None:
-        payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state())
-        if scaler is not None:
-            payload["scaler"] = scaler.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)

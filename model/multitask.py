@@ -25,7 +25,7 @@ def build_encoder(name: str, vocab_size: int) -> PreTrainedModel:
 
 class MultiTaskNLU(nn.Module):
     def __init__(self, encoder: PreTrainedModel, n_intents: int, n_commands: int | None, n_tags: int,
-                 invalid_tags: torch.Tensor, mask_value: MaskValue, dropout: float = 0.1):
+                 invalid_tag_mask: torch.Tensor, mask_value: MaskValue, dropout: float = 0.1):
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
@@ -33,11 +33,11 @@ class MultiTaskNLU(nn.Module):
         self.intent_head = nn.Linear(hidden, n_intents)
         self.command_head = nn.Linear(hidden, n_commands) if n_commands else None
         self.entity_head = nn.Linear(hidden, n_tags)
-        self.register_buffer("invalid_tags", invalid_tags.bool(), persistent=False)
+        self.register_buffer("invalid_tag_mask", invalid_tag_mask.bool(), persistent=False)  # (C,) True = masked
         self.mask_value = mask_value
 
-    def heads(self) -> dict[str, nn.Module]:
-        """Named modules for per-module gradient norms: the encoder and each head."""
+    def named_parts(self) -> dict[str, nn.Module]:
+        """The encoder and each head, by name (for per-module gradient norms)."""
         modules = {"encoder": self.encoder, "intent": self.intent_head, "entity": self.entity_head}
         if self.command_head is not None:
             modules["command"] = self.command_head
@@ -48,7 +48,7 @@ class MultiTaskNLU(nn.Module):
         hidden = self.dropout(hidden)
         sentence = hidden[:, 0]  # (B, H)
         logits = {"intent": self.intent_head(sentence),                                          # (B, I)
-                  "entity": apply_mask(self.entity_head(hidden), self.invalid_tags, self.mask_value)}  # (B, T, C)
+                  "entity": apply_mask(self.entity_head(hidden), self.invalid_tag_mask, self.mask_value)}  # (B, T, C)
         if self.command_head is not None:
             logits["command"] = self.command_head(sentence)                                      # (B, K)
         return logits

@@ -37,10 +37,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from config import Config  # the flag names train.py accepts (the project is installed: pip install -e .)
 
-from config import Config  # noqa: E402  (the flag names train.py accepts)
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 RUNNING: set[subprocess.Popen] = set()  # runs in flight, stopped with the runner

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from data import UNKNOWN
+from telemetry import keys
 
 
 def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -16,33 +17,33 @@ def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor])
     n_tags = logits["entity"].shape[-1]
     valid = batch["tags"] != UNKNOWN                                              # (B, T)
     counts = {
-        "dist/entity/pred": torch.bincount(logits["entity"].argmax(-1)[valid], minlength=n_tags),
-        "dist/entity/gold": torch.bincount(batch["tags"][valid], minlength=n_tags),
+        keys.pred_counts("entity"): torch.bincount(logits["entity"].argmax(-1)[valid], minlength=n_tags),
+        keys.gold_counts("entity"): torch.bincount(batch["tags"][valid], minlength=n_tags),
     }
-    for task in ("intent", "command"):
+    for task in keys.SENTENCE_TASKS:
         if task in logits:
             n_classes = logits[task].shape[-1]
-            counts[f"dist/{task}/pred"] = torch.bincount(logits[task].argmax(-1), minlength=n_classes)
+            counts[keys.pred_counts(task)] = torch.bincount(logits[task].argmax(-1), minlength=n_classes)
             gold = batch[task][batch[task] != UNKNOWN]
-            counts[f"dist/{task}/gold"] = torch.bincount(gold, minlength=n_classes)
+            counts[keys.gold_counts(task)] = torch.bincount(gold, minlength=n_classes)
     return counts
 
 
 def count_scalars(counts: dict[str, list[float]], invalid: list[bool]) -> dict[str, float]:
     """Scalar twins of the count vectors. Entity label 0 is O."""
-    entity, gold = counts["dist/entity/pred"], counts["dist/entity/gold"]
+    entity, gold = counts[keys.pred_counts("entity")], counts[keys.gold_counts("entity")]
     n_tokens = sum(entity)
     scalars = {
-        "dist/entity/pred_non_O": 1.0 - entity[0] / n_tokens if n_tokens else 0.0,
-        "dist/entity/gold_non_O": 1.0 - gold[0] / n_tokens if n_tokens else 0.0,
-        "dist/entity/n_labels_pred": float(sum(c > 0 for c in entity)),
-        "dist/entity/masked_pred": float(sum(c for c, masked in zip(entity, invalid) if masked)),
+        keys.entity_dist(keys.PRED_NON_O): 1.0 - entity[0] / n_tokens if n_tokens else 0.0,
+        keys.entity_dist(keys.GOLD_NON_O): 1.0 - gold[0] / n_tokens if n_tokens else 0.0,
+        keys.N_LABELS_PRED: float(sum(c > 0 for c in entity)),
+        keys.entity_dist(keys.MASKED_PRED): float(sum(c for c, masked in zip(entity, invalid) if masked)),
     }
-    for task in ("intent", "command"):
-        if f"dist/{task}/pred" in counts:
-            pred, gold = counts[f"dist/{task}/pred"], counts[f"dist/{task}/gold"]
-            scalars[f"dist/{task}/max_share"] = max(pred) / max(sum(pred), 1)
-            scalars[f"dist/{task}/gold_max_share"] = max(gold) / max(sum(gold), 1)
+    for task in keys.SENTENCE_TASKS:
+        if keys.pred_counts(task) in counts:
+            pred, gold = counts[keys.pred_counts(task)], counts[keys.gold_counts(task)]
+            scalars[keys.max_share(task)] = max(pred) / max(sum(pred), 1)
+            scalars[keys.gold_max_share(task)] = max(gold) / max(sum(gold), 1)
     return scalars
 
 

@@ -44,6 +44,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from telemetry import keys
+
 LOSS_HIGH = 5.0
 GRAD_EXPLODE, GRAD_VANISH = 10.0, 1e-4
 WRITEUP_PRED_NON_O_BAND = (0.15, 0.35)
@@ -110,8 +112,8 @@ class HealthMonitor:
     # --- every logged step
     def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
         """Flags for one logged step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
-        loss, norm = scalars["loss/total"], scalars["grad/norm"]
-        non_o, gold_non_o = scalars["dist/entity/pred_non_O"], scalars["dist/entity/gold_non_O"]
+        loss, norm = scalars[keys.LOSS_TOTAL], scalars[keys.GRAD_NORM]
+        non_o, gold_non_o = scalars[keys.entity_dist(keys.PRED_NON_O)], scalars[keys.entity_dist(keys.GOLD_NON_O)]
         flags = {
             "loss_nonfinite": not math.isfinite(loss),
             "loss_high": math.isfinite(loss) and loss > LOSS_HIGH,
@@ -121,28 +123,28 @@ class HealthMonitor:
             "pred_non_O_all": non_o == 1.0 and gold_non_o < 1.0,
             "pred_non_O_off_gold": not gold_non_o / 2 <= non_o <= 2 * gold_non_o,
             "pred_non_O_out_of_band": not WRITEUP_PRED_NON_O_BAND[0] <= non_o <= WRITEUP_PRED_NON_O_BAND[1],
-            "entity_single_label": scalars["dist/entity/n_labels_pred"] <= 1,
-            "intent_out_of_band": scalars["dist/intent/max_share"] > WRITEUP_INTENT_MAX_SHARE,
+            "entity_single_label": scalars[keys.N_LABELS_PRED] <= 1,
+            "intent_out_of_band": scalars[keys.max_share("intent")] > WRITEUP_INTENT_MAX_SHARE,
             "grad_explode": not math.isfinite(norm) or norm > GRAD_EXPLODE,
             "grad_vanish": math.isfinite(norm) and norm < GRAD_VANISH,
         }
         conditions = {ALL_O: flags["pred_non_O_zero"]}
         for task, kind in (("intent", ONE_INTENT), ("command", ONE_COMMAND)):
-            if f"dist/{task}/max_share" in scalars:
-                pred, gold = scalars[f"dist/{task}/max_share"], scalars[f"dist/{task}/gold_max_share"]
+            if keys.max_share(task) in scalars:
+                pred, gold = scalars[keys.max_share(task)], scalars[keys.gold_max_share(task)]
                 flags[f"{task}_dominant"] = dominant(pred, gold)
                 conditions[kind] = pred == 1.0 and gold < 1.0
         flags["degenerate"] = any(conditions.values())
-        clipped = self._streak("clipped", scalars.get("grad/clipped", 0.0) > 0, step)
+        clipped = self._streak("clipped", scalars.get(keys.GRAD_CLIPPED, 0.0) > 0, step)
         flags["clip_every_step"] = clipped.length >= self.window
         if math.isfinite(loss):
             self.loss_mean = loss if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * loss
         for kind, holds in conditions.items():
             self._streak(kind, holds, step)
 
-        out = {f"health/{name}": float(raised) for name, raised in flags.items()}
-        out["health/problems"] = float(sum(raised for name, raised in flags.items() if name not in NOT_COUNTED))
-        out["health/collapsed"] = float(self.collapsed)
+        out = {keys.health(name): float(raised) for name, raised in flags.items()}
+        out[keys.PROBLEMS] = float(sum(raised for name, raised in flags.items() if name not in NOT_COUNTED))
+        out[keys.COLLAPSED] = float(self.collapsed)
         return out
 
     def _streak(self, name: str, holds: bool, step: int) -> _Streak:
@@ -199,9 +201,9 @@ class HealthMonitor:
         episodes = self.episodes + [{"kind": kind, "first_step": self.streaks[kind].first,
                                      "last_step": self.streaks[kind].last, "recovered": False}
                                     for kind in self.open_episodes()]  # still going (a crash, or before finalize)
-        return {"health/collapsed": self.collapsed, "health/collapse_step": self.collapse_step,
-                "health/collapse_reasons": list(self.reasons), "health/first_nonfinite_step": self.first_nonfinite_step,
-                "health/episodes": episodes}
+        return {keys.COLLAPSED: self.collapsed, keys.COLLAPSE_STEP: self.collapse_step,
+                keys.COLLAPSE_REASONS: list(self.reasons), keys.FIRST_NONFINITE_STEP: self.first_nonfinite_step,
+                keys.EPISODES: episodes}
 
     def state_dict(self) -> dict:
         return {"collapse_step": self.collapse_step, "first_nonfinite_step": self.first_nonfinite_step,

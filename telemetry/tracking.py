@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from telemetry import keys
 from telemetry.record import RunRecord
 
 log = logging.getLogger(__name__)
 
 # Keys logged as per-label count vectors: a W&B histogram with one bin per label.
-HISTOGRAM_KEYS = ("dist/entity/pred", "dist/entity/gold", "dist/intent/pred", "dist/intent/gold",
-                  "dist/command/pred", "dist/command/gold")
+HISTOGRAM_KEYS = keys.HISTOGRAMS
 
 
 def has_api_key() -> bool:

@@ -1,16 +1,12 @@
 """Shared fixtures: small datasets written by the tests themselves, W&B kept offline."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from data.formats import write_jsonl_split  # noqa: E402
-from data.phone_assistant import generate  # noqa: E402
+from data.formats import write_jsonl_split
+from data.phone_assistant import generate
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,8 @@ def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
     (run_dir / "config.json").write_text(json.dumps({"config": config, "run_id": rid, "dataset": "phone-assistant"}))
     collapsed = mask == "-inf"
     summary = {"status": status, "test/entity_f1": f1, "test/intent_f1": 0.02 if collapsed else 0.9,
-               "test/command_f1": 0.01 if collapsed else 0.8, "test/pred_non_O": 0.0 if collapsed else 0.45,
-               "test/masked_label_preds": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
+               "test/command_f1": 0.01 if collapsed else 0.8, "test/entity/pred_non_O": 0.0 if collapsed else 0.45,
+               "test/entity/masked_pred": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
                "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None,
                "health/episodes": episodes(collapsed, seed)}
     (run_dir / "summary.json").write_text(json.dumps(summary))

@@ -24,10 +24,19 @@ def test_baseline_yaml_levels():
     config = local.load_sweep(ROOT / "sweeps" / "baseline.yaml")
     runs = local.expand(config)
     assert len(runs) == 12 and {r["loss_level"] for r in runs} == set(LOSS_LEVELS)
-    cfg = parse_config(["--loss_level=plain_ce", "--gamma=5"])
-    assert (cfg.gamma, cfg.alpha, cfg.unit_class_weights) == (0.0, 1.0, True)  # the level wins
+    cfg = parse_config(["--loss_level=plain_ce"])
+    assert (cfg.gamma, cfg.alpha, cfg.unit_class_weights) == (0.0, 1.0, True)
+    assert parse_config(["--loss_level=plain_ce", "--gamma=0"]) == cfg  # agreeing flags are fine
     with pytest.raises(SystemExit):
         parse_config(["--loss_level=focal_g9"])
+
+
+@pytest.mark.parametrize("flag", ["--gamma=5", "--alpha=0.25", "--unit_class_weights=False"])
+def test_loss_level_and_a_contradicting_flag_is_an_error_naming_both(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["--loss_level=plain_ce", flag])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and flag.split("=")[0] in err and "--loss_level=plain_ce" in err
 
 
 def test_plain_ce_level_is_exactly_cross_entropy_in_the_first_step_loss(tmp_path, small_data, monkeypatch):

@@ -1,9 +1,11 @@
+from collections import Counter
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from config import parse_warmup
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, focal_loss
-from collections import Counter
 
 IMPLS = ("dense", "gather")
 
@@ -53,10 +55,12 @@ def test_gather_weight_is_outside_pt():
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_dense_and_gather_agree_where_finite(impl):
+def test_each_form_matches_the_paper_formula_with_class_weights(impl):
     z, y = _logits(n=10, c=6, seed=3)
     w = torch.linspace(0.1, 5, 6, dtype=torch.float64)
-    assert torch.allclose(focal_loss(z, y, 0.25, 2.0, w, "dense"), focal_loss(z, y, 0.25, 2.0, w, "gather"))
+    p_t = torch.softmax(z, -1).gather(1, y[:, None]).squeeze(1)
+    expected = (0.25 * w[y] * (1 - p_t) ** 2 * -torch.log(p_t)).mean()  # FL = -alpha w_y (1 - p_t)^gamma log p_t
+    assert torch.allclose(focal_loss(z, y, 0.25, 2.0, w, impl), expected)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -107,23 +111,25 @@ def test_class_weights_formula():
 
 
 def test_task_weight_presets_overrides_and_warmup():
-    new = TaskWeights.from_flags("new")
+    new = TaskWeights.from_preset("new")
     assert [new.at_epoch(e)["entity"] for e in range(4)] == [0.3, 0.4, 0.5, 0.5]
     assert new.at_epoch(0)["intent"] == 0.3 and new.at_epoch(0)["command"] == 0.2
-    old = TaskWeights.from_flags("old")
+    old = TaskWeights.from_preset("old")
     assert old.at_epoch(0) == {"entity": 0.8, "intent": 0.15, "command": 0.05}
-    custom = TaskWeights.from_flags("new", entity=0.6, entity_warmup="off")
+    custom = TaskWeights.from_preset("new", entity=0.6, warmup=parse_warmup("off"))
     assert custom.at_epoch(0)["entity"] == 0.6
-    assert TaskWeights.from_flags("old", entity_warmup="0.1,0.2").at_epoch(1)["entity"] == 0.2
+    assert TaskWeights.from_preset("old", warmup=parse_warmup("0.1,0.2")).at_epoch(1)["entity"] == 0.2
     with pytest.raises(ValueError, match="--entity_warmup"):
-        TaskWeights.from_flags("new", entity_warmup="fast")
+        parse_warmup("fast")
+    with pytest.raises(ValueError, match="unknown task-weight preset 'newer'"):
+        TaskWeights.from_preset("newer")
 
 
 def test_multitask_components_and_absent_command_head():
     logits = {"entity": torch.randn(2, 5, 3), "intent": torch.randn(2, 4)}
     batch = {"tags": torch.tensor([[0, 1, 2, -100, -100], [1, 0, -100, -100, -100]]), "intent": torch.tensor([1, 3]),
              "command": torch.tensor([-100, -100])}
-    loss = MultiTaskLoss(TaskWeights.from_flags("old"), torch.ones(3), 0.25, 2.0, "dense")
+    loss = MultiTaskLoss(TaskWeights.from_preset("old"), torch.ones(3), 0.25, 2.0, "dense")
     total, weighted, parts = loss(logits, batch, epoch=0)
     assert "command" not in weighted and "loss/command" not in parts
     assert torch.allclose(total, 0.8 * parts["loss/entity"] + 0.15 * parts["loss/intent"])

@@ -4,7 +4,8 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from data import load_dataset
 from losses import MultiTaskLoss, TaskWeights
-from model import MultiTaskNLU, apply_mask, build_encoder, build_tiny_tokenizer, encode, parse_mask_value
+from config import parse_config, parse_mask_value
+from model import MultiTaskNLU, apply_mask, build_encoder, build_tiny_tokenizer, encode
 from model.tokenization import collate
 
 INVALID = torch.tensor([False, False, True, False])
@@ -36,12 +37,15 @@ def test_finfo_min_is_safe_in_every_dtype(dtype):
     assert torch.softmax(out.float(), -1)[0, 2] == 0
 
 
-def test_minus_1e9_under_float16_is_a_clear_error():
-    with pytest.raises(RuntimeError):  # what torch itself does
+def test_minus_1e9_under_float16_is_refused_before_the_run_with_a_clear_error(capsys):
+    with pytest.raises(RuntimeError):  # what torch itself does, deep inside a forward pass
         torch.zeros(2, 4, dtype=torch.float16).masked_fill(INVALID, -1e9)
-    with pytest.raises(ValueError, match=r"--mask_value=-1e\+09 does not fit in torch.float16"):
-        apply_mask(torch.zeros(2, 4, dtype=torch.float16), INVALID, -1e9)
+    with pytest.raises(SystemExit):
+        parse_config(["--precision=fp16", "--mask_value=-1e9"])
+    assert "--mask_value=-1e9 does not fit in torch.float16" in capsys.readouterr().err
+    assert parse_config(["--precision=fp16", "--mask_value=finfo_min"]).mask == "finfo_min"
     assert torch.isfinite(apply_mask(torch.zeros(2, 4, dtype=torch.bfloat16), INVALID, -1e9)).all()
+    assert torch.isfinite(apply_mask(torch.zeros(2, 4, dtype=torch.float16), INVALID, "finfo_min")).all()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def test_alignment_first_subword_carries_the_tag(tiny):
 
 def _one_step(dataset, tokenizer, batch, mask_value):
     model = _model(dataset, tokenizer, mask_value)
-    criterion = MultiTaskLoss(TaskWeights.from_flags("old"), torch.ones(len(dataset.labels.tags)), 0.25, 3.0, "dense")
+    criterion = MultiTaskLoss(TaskWeights.from_preset("old"), torch.ones(len(dataset.labels.tags)), 0.25, 3.0, "dense")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     total, _, _ = criterion(model(batch["input_ids"], batch["attention_mask"]), batch, epoch=0)
     total.backward()

@@ -81,7 +81,7 @@ def test_minus_inf_dense_collapses_with_all_three_symptoms(tmp_path, small_data)
                                                       "step 1: non-finite gradient norm (nan)"]
     later = [row for row in history if row.get("step", 0) >= 2 and "dist/entity/pred_non_O" in row]
     assert all(row["dist/entity/pred_non_O"] == 0.0 and row["dist/intent/max_share"] == 1.0 for row in later)
-    assert summary["test/pred_non_O"] == 0.0 and summary["test/entity_f1"] == 0.0
+    assert summary["test/entity/pred_non_O"] == 0.0 and summary["test/entity_f1"] == 0.0
     assert (tmp_path / "wandb").is_dir()  # offline run files, no account needed
 
 
@@ -99,7 +99,7 @@ def test_same_seed_same_metrics(tmp_path, small_data):
 
 def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_data, monkeypatch):
     whole, _, whole_history = run(tmp_path / "whole", small_data, "--run_id=whole")
-    real_evaluate, calls = train.evaluate, []
+    real_evaluate, calls = train.Evaluator.__call__, []
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -107,13 +107,13 @@ def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_d
             raise KeyboardInterrupt("simulated kill")
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate", crash_in_second_epoch)
+    monkeypatch.setattr(train.Evaluator, "__call__", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", small_data, "--run_id=cut")
     cut_dir = tmp_path / "cut" / "cut"
     assert read_json(cut_dir / "summary.json")["status"] == "crashed"
     assert len(read_history(cut_dir / "history.jsonl")) > 0  # the crashed run keeps its history
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
     resumed = train.main([f"--resume={cut_dir}"])
     assert resumed["status"] == "finished"
     for key in [k for k in whole if k.startswith(("test/", "final/"))]:

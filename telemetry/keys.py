@@ -1,0 +1,148 @@
+"""The metric vocabulary: every key that train.py logs and that the run record, the report, the plots
+and the dashboard read is spelled here, once. Nothing else in the repo writes a key as a string.
+
+Namespaces (slash-separated, stable: they are a contract with W&B dashboards and saved records):
+    loss/  lambda/  lr   the objective, per step
+    grad/                gradient norms, per step
+    dist/                label distributions of the train batch, per logged step
+    health/              monitor flags per logged step; the collapse verdict in the summary
+    val/  test/          evaluation of the dev split (each epoch) and of the test split (once)
+    final/  best/  perf/ summary-only: the last step's numbers, the best dev epoch, timings
+A quantity has one leaf name wherever it appears: `dist/entity/pred_non_O` on a train batch is
+`val/entity/pred_non_O` on the dev split.
+"""
+from __future__ import annotations
+
+TASKS = ("entity", "intent", "command")
+SENTENCE_TASKS = ("intent", "command")
+MODULES = ("encoder", *TASKS)  # per-module gradient norms
+
+STEP, EPOCH = "step", "epoch"
+
+# --- the objective
+LOSS_TOTAL = "loss/total"
+
+
+def loss(task: str) -> str:
+    """Unweighted loss of one task."""
+    return f"loss/{task}"
+
+
+def weighted_loss(task: str) -> str:
+    return f"loss/weighted/{task}"
+
+
+def task_weight(task: str) -> str:
+    return f"lambda/{task}"
+
+
+LR = "lr"
+
+# --- gradients
+GRAD_NORM = "grad/norm"            # total, before clipping
+GRAD_CLIPPED = "grad/clipped"
+GRAD_CLIP_RATE = "grad/clip_rate"
+
+
+def module_grad_norm(module: str) -> str:
+    return f"grad/norm/{module}"
+
+
+def task_grad_norm(task: str) -> str:
+    """Norm of one task's weighted-loss gradient on the shared encoder."""
+    return f"grad/task/{task}"
+
+
+# --- label distributions of the train batch (count vectors and their scalar twins)
+def pred_counts(task: str) -> str:
+    return f"dist/{task}/pred"
+
+
+def gold_counts(task: str) -> str:
+    return f"dist/{task}/gold"
+
+
+HISTOGRAMS = tuple(key for task in TASKS for key in (pred_counts(task), gold_counts(task)))
+PRED_NON_O, GOLD_NON_O, MASKED_PRED = "pred_non_O", "gold_non_O", "masked_pred"  # entity leaves, train and eval
+
+
+def entity_dist(leaf: str) -> str:
+    return f"dist/entity/{leaf}"
+
+
+N_LABELS_PRED = entity_dist("n_labels_pred")
+
+
+def max_share(task: str) -> str:
+    """Share of the batch on the most predicted class."""
+    return f"dist/{task}/max_share"
+
+
+def gold_max_share(task: str) -> str:
+    return f"dist/{task}/gold_max_share"
+
+
+# --- health
+def health(flag: str) -> str:
+    return f"health/{flag}"
+
+
+COLLAPSED = health("collapsed")
+COLLAPSE_STEP = health("collapse_step")
+COLLAPSE_REASONS = health("collapse_reasons")
+FIRST_NONFINITE_STEP = health("first_nonfinite_step")
+EPISODES = health("episodes")
+PROBLEMS = health("problems")
+
+# --- evaluation
+SPLIT_NAMESPACE = {"dev": "val", "test": "test"}  # the data's dev split is W&B's usual `val/`
+ENTITY_F1, ENTITY_PRECISION, ENTITY_RECALL = "entity_f1", "entity_precision", "entity_recall"
+SENTENCE_ACC, EVAL_LOSS = "sentence_acc", "loss"
+ENTITY_TYPE_STATS = ("precision", "recall", "f1", "support")
+SPAN_KINDS = ("correct", "type", "boundary", "type+boundary", "missed", "spurious")
+
+
+def accuracy(task: str) -> str:
+    return f"{task}_acc"
+
+
+def macro_f1(task: str) -> str:
+    return f"{task}_f1"
+
+
+def entity_eval(leaf: str) -> str:
+    """An entity-distribution leaf (pred_non_O, masked_pred) on an evaluated split."""
+    return f"entity/{leaf}"
+
+
+def split_metric(split: str, name: str) -> str:
+    """`dev`, `entity_f1` -> `val/entity_f1`."""
+    return f"{SPLIT_NAMESPACE[split]}/{name}"
+
+
+def entity_type_metric(split: str, entity_type: str, stat: str) -> str:
+    return split_metric(split, f"entity_type/{entity_type}/{stat}")
+
+
+def span_count(kind: str) -> str:
+    return split_metric("test", f"spans/{kind}")
+
+
+# Tables (W&B tables and tables/<name>.json in the run record).
+TABLE_ENTITY_TYPES = "test/entity_types"
+TABLE_ENTITY_ERRORS = "test/entity_errors"
+TABLE_INTENT_CONFUSION = "test/intent_confusion"
+
+# --- summary-only keys
+STATUS, RUN_ID, RUN_NAME, ERROR = "status", "run_id", "run_name", "error"
+STEPS = "steps"
+STOPPED_ON_COLLAPSE = "stopped_on_collapse"
+BEST_EPOCH = "best/epoch"
+BEST_VAL_ENTITY_F1 = "best/" + split_metric("dev", ENTITY_F1)
+PERF_TRAIN_SECONDS = "perf/train_seconds"
+PERF_STEPS_PER_SECOND = "perf/steps_per_second"
+FINAL_PREFIXES = ("loss/", "dist/", GRAD_NORM)  # the last step's numbers kept as final/<key>
+
+
+def final(key: str) -> str:
+    return f"final/{key}"
