@@ -83,6 +83,7 @@ class Config:
     collapse_window: int = 20      # logged steps a prediction collapse must last to count (a non-finite loss counts at once)
     stop_on_collapse: bool = False  # end a collapsed run early (default: train on to show the whole curve)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
+    log_model: bool = False        # at the end, log best.pt, the tokenizer and config.json to W&B as a model artifact
 
 
 def _parse_bool(text: str) -> bool:

@@ -220,15 +220,18 @@ def main(argv: list[str] | None = None) -> dict:
         record.start_fresh()
         tokenizer.save_pretrained(run_dir / "tokenizer")
     name = cfg.run_name or run_name(cfg)
-    record.write_config({"config": asdict(cfg), "run_id": run_id, "run_name": name, "dataset": dataset.name,
-                         "data_format": dataset.data_format, "sizes": {s: len(e) for s, e in dataset.splits.items()},
-                         "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
-                                    "commands": labels.commands.names if labels.commands else None,
-                                    "invalid_tags": labels.invalid_tags},
-                         "class_weights": class_weights.tolist(), "total_steps": total_steps})
+    run_info = {"run_id": run_id, "run_name": name, "dataset": dataset.name, "data_format": dataset.data_format,
+                "sizes": {s: len(e) for s, e in dataset.splits.items()},
+                "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
+                           "commands": labels.commands.names if labels.commands else None,
+                           "invalid_tags": labels.invalid_tags},
+                "class_weights": class_weights.tolist(), "total_steps": total_steps}
+    record.write_config({"config": asdict(cfg), **run_info})
     tracker = Tracker(record, cfg.wandb_mode, dict(
         project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
-        name=name, id=run_id, dir=str(Path(cfg.output_dir)), config=asdict(cfg), tags=run_tags(cfg)))
+        name=name, id=run_id, dir=str(Path(cfg.output_dir)), config={**asdict(cfg), **run_info}, tags=run_tags(cfg)),
+        resuming=checkpoint is not None)
+    tracker.log_dataset(dataset, cfg.data)
     tracker.summary({"status": "running", "run_id": run_id, "run_name": name})
 
     ckpt_state = lambda epoch: dict(config=asdict(cfg), run_id=run_id, epoch=epoch, step=step,  # noqa: E731
@@ -293,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
         best = load_checkpoint(run_dir / "checkpoints" / "best.pt", device)
         model.load_state_dict(best["model"])
         test, predictions = evaluate_split("test", epoch=best["epoch"])
-        tracker.log(step, {"epoch": best["epoch"], **test})
+        tracker.log(step, {"best/epoch": best["epoch"], **test})  # its own axis: "epoch" is the last val row's
         tracker.table("test/entity_types", ["type", "precision", "recall", "f1", "support"],
                       [[t, r["precision"], r["recall"], r["f1-score"], int(r["support"])] for t, r in
                        entity_type_report([ex.tags for ex in dataset.splits["test"]], predictions.tags).items()])
@@ -310,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "stopped_on_collapse": stopped, **monitor.verdict(), "perf/train_seconds": train_seconds,
                    "perf/steps_per_second": (step - first_step) / train_seconds if train_seconds else math.nan}
         tracker.summary(summary)
+        if cfg.log_model:
+            tracker.log_model(run_dir, {"best/epoch": best["epoch"], "best/val_entity_f1": best_f1})
         tracker.finish("finished")
     except BaseException as err:
         record.update_summary({"status": "crashed", "error": f"{type(err).__name__}: {err}", **monitor.verdict()})
