@@ -74,8 +74,8 @@ class Config:
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"
     run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id
-    wandb_mode: str = "auto"       # auto (online with an API key, else offline), online, offline or disabled (no W&B files)
-    wandb_project: str = "nlu-collapse"  # W&B project
+    wandb_mode: str = "auto"       # auto (online when W&B finds your login, else offline), online, offline or disabled (no W&B files)
+    wandb_project: str = "nlu-collapse"  # W&B project (under wandb agent: the sweep's)
     wandb_entity: str | None = None      # W&B entity (team or user); None: your default
     wandb_group: str | None = None       # W&B group; default $WANDB_RUN_GROUP (sweeps/local.py sets it)
     log_every: int = 1             # log every N optimizer steps
