@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,6 @@ def wandb_identity(record: RunRecord, run_id: str, resuming: bool) -> tuple[str,
         return record.summary.get("wandb_id", run_id), "must"
     earlier = record.dir / "previous" / "summary.json"
     if earlier.exists():  # a fresh rerun: the earlier attempt keeps its W&B run
-        import uuid
-
         return f"{run_id}-{uuid.uuid4().hex[:4]}", "never"
     return run_id, "never"
 
