@@ -69,8 +69,8 @@ class Config:
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"
     run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id
-    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto (online with an API key, else offline), online, offline or disabled (no W&B files)
-    wandb_project: str = "nlu-collapse"  # W&B project
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto (online when W&B finds your login, else offline), online, offline or disabled (no W&B files)
+    wandb_project: str = "nlu-collapse"  # W&B project (under wandb agent: the sweep's)
     wandb_entity: str | None = None      # W&B entity (team or user); None: your default
     wandb_group: str | None = None       # W&B group; default $WANDB_RUN_GROUP (sweeps/local.py sets it)
     log_every: int = 1             # log every N optimizer steps
@@ -78,6 +78,7 @@ class Config:
     collapse_window: int = 20      # logged steps a degenerate-prediction phase must last to be an episode (a collapse only if it lasts to the end; a non-finite loss collapses at once)
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
+    log_model: bool = False        # at the end, log best.pt, the tokenizer and config.json to W&B as a model artifact
 
     @cached_property
     def mask(self) -> float | str | None:

@@ -311,15 +311,18 @@ def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
     else:
         run.record.start_fresh()
         run.tokenizer.save_pretrained(run.run_dir / "tokenizer")
-    run.record.write_config({
-        "config": asdict(cfg), "run_id": run.run_id, "run_name": run.name, "dataset": run.dataset.name,
-        "data_format": run.dataset.data_format, "sizes": {s: len(e) for s, e in run.dataset.splits.items()},
-        "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
-                   "commands": labels.commands.names if labels.commands else None, "invalid_tags": labels.invalid_tags},
-        "class_weights": run.class_weights.tolist(), "total_steps": run.total_steps})
+    run_info = {"run_id": run.run_id, "run_name": run.name, "dataset": run.dataset.name,
+                "data_format": run.dataset.data_format, "sizes": {s: len(e) for s, e in run.dataset.splits.items()},
+                "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
+                           "commands": labels.commands.names if labels.commands else None,
+                           "invalid_tags": labels.invalid_tags},
+                "class_weights": run.class_weights.tolist(), "total_steps": run.total_steps}
+    run.record.write_config({"config": asdict(cfg), **run_info})
     run.tracker = Tracker(run.record, cfg.wandb_mode, dict(
         project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
-        name=run.name, id=run.run_id, dir=str(Path(cfg.output_dir)), config=asdict(cfg), tags=run_tags(cfg)))
+        name=run.name, id=run.run_id, dir=str(Path(cfg.output_dir)), config={**asdict(cfg), **run_info},
+        tags=run_tags(cfg)), resuming=checkpoint is not None)
+    run.tracker.log_dataset(run.dataset, cfg.data)
     run.tracker.summary({keys.STATUS: "running", keys.RUN_ID: run.run_id, keys.RUN_NAME: run.name})
     return state
 
@@ -394,7 +397,7 @@ def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_
     best = load_checkpoint(run.run_dir / "checkpoints" / "best.pt", run.device)
     run.model.load_state_dict(best["model"])
     test, predictions, entity_types = run.evaluate("test", epoch=best["epoch"])
-    tracker.log(state.step, {keys.EPOCH: best["epoch"], **test})
+    tracker.log(state.step, {keys.BEST_EPOCH: best["epoch"], **test})  # its own axis: `epoch` is the last val row's
     tracker.table(keys.TABLE_ENTITY_TYPES, ["type", *keys.ENTITY_TYPE_STATS],
                   [[t, *(row[s] for s in keys.ENTITY_TYPE_STATS[:3]), int(row["support"])]
                    for t, row in entity_types.items()])
@@ -411,6 +414,8 @@ def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_
                **state.monitor.verdict(), keys.PERF_TRAIN_SECONDS: train_seconds,
                keys.PERF_STEPS_PER_SECOND: (state.step - first_step) / train_seconds if train_seconds else math.nan}
     tracker.summary(summary)
+    if run.cfg.log_model:
+        tracker.log_model(run.run_dir, {keys.BEST_EPOCH: best["epoch"], keys.BEST_VAL_ENTITY_F1: state.best_f1})
     tracker.finish("finished")
     return test
 

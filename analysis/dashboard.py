@@ -1,35 +1,71 @@
 """The collapse dashboard as code: a W&B workspace built with `wandb-workspaces`.
 
-    python analysis/dashboard.py --entity E --project P [--sweep ID] [--group G]
+    python analysis/dashboard.py --entity E --project nlu-collapse --sweep ID --sweep_file sweeps/ablation.yaml
+    python analysis/dashboard.py --entity E --project nlu-collapse --group ablation --group_by mask_value,gamma
 
-Sections: loss components, gradient norms (total, per module, per task), label-distribution
-scalars (pred_non_O, intent/command max share, masked predictions), health flags and the
-validation metrics; runs grouped by the ablation's factors (mask_value, gamma, lambdas).
-The per-label histograms (`dist/*/pred`) appear in W&B's automatic panels. `build_workspace`
-makes the object without touching the network; only `--save` (the default of the CLI) uploads it.
+Sections: the collapse as finite signals first (W&B line plots skip NaN, so the loss panels of a
+run whose loss is NaN from step 1 are empty: health flags, prediction shares and label counts stay
+finite and show it), then loss components, gradient norms, prediction distribution, health flags,
+validation metrics and final test metrics by cell. Runs are grouped by what the sweep varies
+(`--sweep_file`, or the sweep's own config fetched with `--sweep`; `--group_by` overrides),
+so the mechanism sweep groups by loss_impl too. The per-label tables (`dist/*/by_label`, label
+names) appear in W&B's automatic panels. `build_workspace` makes the object without touching the
+network; the CLI saves (uploads) it.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-GROUP_BY = ("mask_value", "gamma", "lambdas")
+from telemetry import keys
+
+GROUP_BY = ("mask_value", "gamma", "lambdas")  # the ablation's factors, when the sweep is not known
+NOT_A_FACTOR = ("seed",)  # varied for replication, never a group
+# Keys that stay finite in a run whose loss and weights are NaN (tests/test_agent.py checks it on a real one).
+COLLAPSE_PANELS = [[keys.health("loss_nonfinite"), keys.COLLAPSED],
+                   [keys.health("degenerate"), keys.health("intent_dominant"), keys.health("command_dominant")],
+                   [keys.entity_dist(keys.PRED_NON_O), keys.entity_dist(keys.GOLD_NON_O)],
+                   [keys.max_share("intent"), keys.gold_max_share("intent"), keys.max_share("command")],
+                   [keys.N_LABELS_PRED, keys.entity_dist(keys.MASKED_PRED)],
+                   [keys.PROBLEMS], [keys.GRAD_CLIP_RATE]]
 SECTIONS = {
-    "Loss components": [["loss/total"], ["loss/entity", "loss/intent", "loss/command"],
-                        ["loss/weighted/entity", "loss/weighted/intent", "loss/weighted/command"],
-                        ["lambda/entity", "lambda/intent", "lambda/command"]],
-    "Gradients": [["grad/norm"], ["grad/norm/encoder", "grad/norm/entity", "grad/norm/intent", "grad/norm/command"],
-                  ["grad/task/entity", "grad/task/intent", "grad/task/command"], ["grad/clip_rate"]],
-    "Prediction distribution": [["dist/entity/pred_non_O", "dist/entity/gold_non_O"], ["dist/entity/n_labels_pred"],
-                                ["dist/intent/max_share", "dist/command/max_share"], ["dist/entity/masked_pred"]],
-    "Health": [["health/loss_nonfinite", "health/grad_explode", "health/collapsed"],
-               ["health/pred_non_O_zero", "health/entity_single_label", "health/intent_dominant"],
-               ["health/problems"]],
-    "Validation": [["val/entity_f1"], ["val/intent_f1", "val/command_f1"], ["val/entity/pred_non_O"], ["val/loss"]],
+    "Collapse (finite signals)": COLLAPSE_PANELS,
+    "Loss components": [[keys.LOSS_TOTAL], [keys.loss(t) for t in keys.TASKS], [keys.weighted_loss(t) for t in keys.TASKS],
+                        [keys.task_weight(t) for t in keys.TASKS]],
+    "Gradients": [[keys.GRAD_NORM], [keys.module_grad_norm(m) for m in keys.MODULES],
+                  [keys.task_grad_norm(t) for t in keys.TASKS], [keys.GRAD_CLIP_RATE]],
+    "Prediction distribution": [[keys.entity_dist(keys.PRED_NON_O), keys.entity_dist(keys.GOLD_NON_O)],
+                                [keys.N_LABELS_PRED], [keys.max_share(t) for t in keys.SENTENCE_TASKS],
+                                [keys.entity_dist(keys.MASKED_PRED)]],
+    "Health": [[keys.health("loss_nonfinite"), keys.health("grad_explode"), keys.COLLAPSED],
+               [keys.health("pred_non_O_zero"), keys.health("pred_non_O_off_gold"), keys.health("entity_single_label")],
+               [keys.health("pred_non_O_out_of_band"), keys.health("intent_out_of_band")], [keys.PROBLEMS]],
+    "Validation": [[keys.split_metric("dev", keys.ENTITY_F1)],
+                   [keys.split_metric("dev", keys.macro_f1(t)) for t in keys.SENTENCE_TASKS],
+                   [keys.split_metric("dev", keys.entity_eval(keys.PRED_NON_O))],
+                   [keys.split_metric("dev", keys.EVAL_LOSS)]],
 }
+# Summary keys of the bar plots: test metrics and the verdict.
+FINAL_METRICS = (keys.split_metric("test", keys.ENTITY_F1), *(keys.split_metric("test", keys.macro_f1(t))
+                                                              for t in keys.SENTENCE_TASKS), keys.COLLAPSED)
+
+
+def group_by(sweep_config: dict | None) -> list[str]:
+    """The parameters a sweep varies (more than one value), seeds aside; the ablation's by default."""
+    if not sweep_config:
+        return list(GROUP_BY)
+    varied = [name for name, spec in sweep_config.get("parameters", {}).items()
+              if name not in NOT_A_FACTOR and (len(spec.get("values", [])) > 1 or "distribution" in spec)]
+    return varied or list(GROUP_BY)
+
+
+def history_keys() -> set[str]:
+    """Every history key a line plot of the workspace reads."""
+    return {key for panels in SECTIONS.values() for keys in panels for key in keys}
 
 
 def build_workspace(entity: str, project: str, sweep: str | None = None, group: str | None = None,
-                    name: str = "NLU collapse ablation"):
+                    name: str = "NLU collapse ablation", factors: list[str] | None = None):
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
     from wandb_workspaces import expr
@@ -39,28 +75,49 @@ def build_workspace(entity: str, project: str, sweep: str | None = None, group: 
                 for title, panels in SECTIONS.items()]
     sections.append(ws.Section(name="Final test metrics by cell", is_open=True, panels=[
         wr.BarPlot(title=metric, metrics=[metric], groupby_aggfunc="mean", groupby_rangefunc="stddev")
-        for metric in ("test/entity_f1", "test/intent_f1", "test/command_f1", "health/collapsed")]))
+        for metric in FINAL_METRICS]))
     filters = []
     if sweep:
         filters.append(expr.Metric("Sweep") == sweep)
     if group:
         filters.append(expr.Metric("Group") == group)
     return ws.Workspace(entity=entity, project=project, name=name, sections=sections,
-                        runset_settings=ws.RunsetSettings(groupby=[expr.Config(f) for f in GROUP_BY],
+                        runset_settings=ws.RunsetSettings(groupby=[expr.Config(f) for f in factors or GROUP_BY],
                                                           filters=expr.And(*filters) if filters else []))
+
+
+def _sweep_config(args, parser) -> dict | None:
+    if args.sweep_file:
+        import yaml
+
+        try:
+            config = yaml.safe_load(Path(args.sweep_file).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            parser.error(f"--sweep_file={args.sweep_file}: {type(err).__name__}: {err}".splitlines()[0])
+        if not isinstance(config, dict):
+            parser.error(f"--sweep_file={args.sweep_file}: expected a sweep YAML (a mapping with parameters)")
+        return config
+    if args.sweep:
+        import wandb
+
+        return wandb.Api().sweep(f"{args.entity}/{args.project}/{args.sweep}").config
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entity", required=True)
-    parser.add_argument("--project", required=True)
-    parser.add_argument("--sweep", help="only this sweep's runs")
+    parser.add_argument("--project", required=True, help="the sweep YAMLs' project is nlu-collapse")
+    parser.add_argument("--sweep", help="only this sweep's runs (its config gives the grouping)")
+    parser.add_argument("--sweep_file", help="the sweep YAML whose varied parameters group the runs")
+    parser.add_argument("--group_by", help="comma-separated config keys to group by (overrides the sweep's)")
     parser.add_argument("--group", help="only this W&B group (sweeps/local.py uses the sweep folder's name)")
     parser.add_argument("--name", default="NLU collapse ablation")
     args = parser.parse_args(argv)
-    workspace = build_workspace(args.entity, args.project, args.sweep, args.group, args.name)
+    factors = args.group_by.split(",") if args.group_by else group_by(_sweep_config(args, parser))
+    workspace = build_workspace(args.entity, args.project, args.sweep, args.group, args.name, factors)
     workspace.save()
-    print(f"saved: {workspace.url}")
+    print(f"saved: {workspace.url} (runs grouped by {', '.join(factors)})")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.records import Run  # noqa: E402
+from telemetry import keys  # noqa: E402
+from telemetry.health import WRITEUP_INTENT_MAX_SHARE, WRITEUP_PRED_NON_O_BAND  # noqa: E402
 
-PANELS = [  # (title, keys, healthy band, log scale)
-    ("loss (total solid, entity dashed, intent dotted)", ["loss/total", "loss/entity", "loss/intent"], (0.5, 2.0), True),
-    ("grad norm (before clipping)", ["grad/norm"], (0.1, 2.0), True),
-    ("pred_non_O (train batch)", ["dist/entity/pred_non_O"], (0.15, 0.35), False),
-    ("largest intent share (train batch)", ["dist/intent/max_share"], (0.05, 0.15), False),
+PANELS = [  # (title, keys, the write-up's healthy band, log scale)
+    ("loss (total solid, entity dashed, intent dotted)", [keys.LOSS_TOTAL, keys.loss("entity"), keys.loss("intent")],
+     (0.5, 2.0), True),
+    ("grad norm (before clipping)", [keys.GRAD_NORM], (0.1, 2.0), True),
+    ("pred_non_O (train batch)", [keys.entity_dist(keys.PRED_NON_O)], WRITEUP_PRED_NON_O_BAND, False),
+    ("largest intent share (train batch)", [keys.max_share("intent")], (0.05, WRITEUP_INTENT_MAX_SHARE), False),
 ]
 STYLES = ["-", "--", ":"]
 

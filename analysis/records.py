@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from telemetry.record import read_history, read_json
+from telemetry.wandb_values import from_wandb
 
 # The factors a report groups by, and their defaults (train.py's) when a run does not say.
 FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "dense", "level": None, "data": None}
@@ -85,12 +86,13 @@ def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
     filters = {"sweep": sweep_id} if sweep_id else {}
     runs = []
     for wandb_run in api.runs(path, filters=filters):
-        config, summary = dict(wandb_run.config), dict(wandb_run.summary)
+        # train.py writes non-finite summary values as text with an `_is_finite` twin (W&B would store null)
+        config, summary = dict(wandb_run.config), from_wandb(dict(wandb_run.summary))
         status = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "running": "running"}.get(
             wandb_run.state, wandb_run.state)
         run = Run(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
                   seed=config.get("seed"), summary=summary)
-        run._history = [{"step": row.get("_step"), **{k: row[k] for k in HISTORY_KEYS if k in row}}
+        run._history = [{"step": row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
                         for row in wandb_run.scan_history() if "loss/total" in row]
         runs.append(run)
     return runs

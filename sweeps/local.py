@@ -7,8 +7,10 @@
 Grid sweeps are expanded, and random ones sampled (`--count` or the YAML's `run_cap`), with W&B's
 own sweep engine (the `sweeps` package). Each run's argument list is built from the YAML's
 `command:` by W&B's own agent helpers, so it is what `wandb agent` would run; the runner then
-appends `--output_dir` (and `--data` when overridden) and runs it as a subprocess from a list,
-never a shell string. `${interpreter}` is this Python, so the runs use the same environment.
+appends the YAML's `project` as `--wandb_project` (the agent gets it from the sweep), `--output_dir`
+(and `--data` when overridden) and runs it as a subprocess from a list, never a shell string.
+`${interpreter}` is this Python, so the runs use the same environment (`wandb agent` runs the first
+`python` on PATH: activate the venv before starting it).
 
 All runs of a sweep share one folder and one W&B group:
 
@@ -130,11 +132,13 @@ def plan(sweep_path: Path, out: Path, data: str | None = None, count: int | None
     config = load_sweep(sweep_path)
     name = sweep_path.stem + (f"-{Path(data).name}" if data else "")
     folder = out / name
+    # Under `wandb agent` the runs log to the sweep's project; here the YAML's project is passed on.
+    project = [f"--wandb_project={config['project']}"] if config.get("project") else []
     runs = []
     for params in expand(config, count):
         rid = run_id(sweep_path.stem, params, data)
         runs.append({"run_id": rid, "params": params,
-                     "args": agent_command(config, params, sys.executable)
+                     "args": agent_command(config, params, sys.executable) + project
                      + [f"--output_dir={folder / 'runs'}"] + ([f"--data={data}"] if data else [])})
     return {"sweep": str(sweep_path), "name": name, "folder": str(folder), "data": data, "config": config,
             "runs": runs}
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  run records:   {folder / 'runs'}")
     print(f"  report:        python analysis/report.py {folder}")
     print(f"  browse:        wandb leet {folder / 'runs' / 'wandb'}")
-    print(f"  upload:        wandb sync --sync-all {folder / 'runs' / 'wandb'}   (after `wandb login`)")
+    print(f"  upload:        wandb sync {folder / 'runs' / 'wandb'}   (after `wandb login`)")
     return 0 if all(s == "finished" for s in status.values()) else 1
 
 

@@ -62,6 +62,11 @@ def gold_counts(task: str) -> str:
     return f"dist/{task}/gold"
 
 
+def label_table(task: str) -> str:
+    """W&B table of predicted (and gold) counts per label name, summed over an epoch's logged steps."""
+    return f"dist/{task}/by_label"
+
+
 HISTOGRAMS = tuple(key for task in TASKS for key in (pred_counts(task), gold_counts(task)))
 PRED_NON_O, GOLD_NON_O, MASKED_PRED = "pred_non_O", "gold_non_O", "masked_pred"  # entity leaves, train and eval
 
@@ -135,6 +140,7 @@ TABLE_INTENT_CONFUSION = "test/intent_confusion"
 
 # --- summary-only keys
 STATUS, RUN_ID, RUN_NAME, ERROR = "status", "run_id", "run_name", "error"
+WANDB_ID = "wandb_id"  # local summary only: the W&B run that --resume attaches to
 STEPS = "steps"
 STOPPED_ON_COLLAPSE = "stopped_on_collapse"
 BEST_EPOCH = "best/epoch"
@@ -142,6 +148,11 @@ BEST_VAL_ENTITY_F1 = "best/" + split_metric("dev", ENTITY_F1)
 PERF_TRAIN_SECONDS = "perf/train_seconds"
 PERF_STEPS_PER_SECOND = "perf/steps_per_second"
 FINAL_PREFIXES = ("loss/", "dist/", GRAD_NORM)  # the last step's numbers kept as final/<key>
+
+
+def everything_under(namespace: str) -> str:
+    """A W&B `define_metric` glob over one namespace, e.g. `loss/*`."""
+    return f"{namespace}/*"
 
 
 def final(key: str) -> str:

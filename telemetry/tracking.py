@@ -1,35 +1,59 @@
 """One logging call that feeds both the local run record and W&B.
 
-W&B is offline-first: `--wandb_mode=auto` is online only when an API key is configured
-($WANDB_API_KEY or a netrc entry), else offline, so a run never stops at a login prompt.
-`disabled` writes no W&B files; the local record is always written.
+W&B is offline-first: `--wandb_mode=auto` is online only when W&B itself finds credentials
+(the way `wandb.init` looks: $WANDB_API_KEY, $WANDB_IDENTITY_TOKEN_FILE, the netrc file named by
+$NETRC or ~/.netrc, for the host `wandb login --host` saved), else offline, so a run never stops
+at a login prompt. `disabled` writes no W&B files; the local record is always written.
+
+What W&B holds for a run, and why:
+- run identity: a fresh run never attaches to an existing W&B run (`resume="never"`; a rerun of a
+  run id whose earlier attempt is in `previous/` gets a new W&B id); `--resume` must find its run
+  (`resume="must"`, the W&B id saved in the local summary). Under `wandb agent` the agent owns the
+  project, entity and run id: they are not passed (W&B would ignore them with a warning).
+- every history row carries its own epoch; the test row's axis is `best/epoch` (the checkpoint it
+  was measured with), so it cannot overwrite the last validation row's `epoch`.
+- the summary is NaN-safe (`telemetry.wandb_values`), `status` is updated at the end, and the
+  sweep metric's summary is a plain number (the best validation value), which sweeps sort on.
+- label names: in the config (`labels`), and per epoch a table of predicted (and gold) counts per
+  label name, summed over the epoch's logged steps.
 """
 from __future__ import annotations
 
 import logging
-import netrc
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
 
 from telemetry import keys
 from telemetry.record import RunRecord
+from telemetry.wandb_values import to_wandb
 
 log = logging.getLogger(__name__)
 
 # Keys logged as per-label count vectors: a W&B histogram with one bin per label.
 HISTOGRAM_KEYS = keys.HISTOGRAMS
+# The sweeps' metric; its W&B summary is the best value of the run (BEST_KEY), a plain number.
+SWEEP_METRIC, BEST_KEY = keys.split_metric("dev", keys.ENTITY_F1), keys.BEST_VAL_ENTITY_F1
+# Per-label tables logged with each validation row: table key -> (label list in config, count keys).
+LABEL_TABLES = {keys.label_table("entity"): ("tags", (keys.pred_counts("entity"), keys.gold_counts("entity"))),
+                keys.label_table("intent"): ("intents", (keys.pred_counts("intent"), keys.gold_counts("intent"))),
+                keys.label_table("command"): ("commands", (keys.pred_counts("command"), keys.gold_counts("command")))}
 
 
-def has_api_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+def find_credentials():
+    """W&B's own credential lookup for the configured host, without prompting (None if absent).
+    A malformed key is an error here rather than a silent offline run."""
+    from wandb.errors import AuthenticationError
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib import wbauth
+
+    host = wandb_setup.singleton().settings.base_url  # $WANDB_BASE_URL or `wandb login --host`
     try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+        return wbauth.authenticate_session(host=host, source="train.py", prompt=False, update_session=False)
+    except AuthenticationError as err:
+        raise ValueError(f"W&B credentials for {host}: {err}") from None
 
 
 def resolve_mode(mode: str) -> str:
@@ -40,30 +64,58 @@ def resolve_mode(mode: str) -> str:
         return env
     if env == "dryrun":
         return "offline"
-    return "online" if has_api_key() else "offline"
+    return "online" if find_credentials() is not None else "offline"
+
+
+def under_agent() -> bool:
+    """True inside a run started by `wandb agent` (it sets WANDB_SWEEP_ID)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def wandb_identity(record: RunRecord, run_id: str, resuming: bool) -> tuple[str, str]:
+    """(W&B run id, resume mode) outside an agent; see the module docstring."""
+    if resuming:
+        return record.summary.get(keys.WANDB_ID, run_id), "must"
+    earlier = record.dir / "previous" / "summary.json"
+    if earlier.exists():  # a fresh rerun: the earlier attempt keeps its W&B run
+        return f"{run_id}-{uuid.uuid4().hex[:4]}", "never"
+    return run_id, "never"
 
 
 class Tracker:
-    def __init__(self, record: RunRecord, mode: str, init_kwargs: dict):
+    def __init__(self, record: RunRecord, mode: str, init_kwargs: dict, resuming: bool = False):
         self.record = record
         self.mode = resolve_mode(mode)
         self.run = None
         self._alerted = False
+        self._pending_step = None  # the W&B history row still open (rows at one step merge)
+        labels = init_kwargs.get("config", {}).get("labels") or {}
+        self._label_names = {key: labels.get(field) for key, (field, _) in LABEL_TABLES.items()}
+        self._epoch_counts: dict[str, np.ndarray] = {}
         if self.mode == "disabled":
             return
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(mode=self.mode, resume="allow", **init_kwargs)
-        self.run.define_metric("epoch")
-        for pattern, summary in (("loss/*", "last"), ("grad/norm", "max"), ("health/*", "max")):
+        kwargs = dict(init_kwargs)
+        if under_agent():
+            for key in ("project", "entity", "id"):
+                kwargs.pop(key, None)
+        else:
+            kwargs["id"], kwargs["resume"] = wandb_identity(record, kwargs["id"], resuming)
+        self.run = wandb.init(mode=self.mode, **kwargs)
+        record.update_summary({keys.WANDB_ID: self.run.id})  # local only: what --resume attaches to
+        self.run.define_metric(keys.EPOCH)
+        self.run.define_metric(keys.BEST_EPOCH)
+        for pattern, summary in ((keys.everything_under("loss"), "last"), (keys.GRAD_NORM, "max"),
+                                 (keys.everything_under("health"), "max")):
             self.run.define_metric(pattern, summary=summary)
-        for pattern in ("val/*", "test/*"):
-            self.run.define_metric(pattern, step_metric="epoch")
-        self.run.define_metric("val/entity_f1", step_metric="epoch", summary="max")
+        self.run.define_metric(keys.everything_under(keys.SPLIT_NAMESPACE["dev"]), step_metric=keys.EPOCH)
+        self.run.define_metric(keys.everything_under(keys.SPLIT_NAMESPACE["test"]), step_metric=keys.BEST_EPOCH)
         if self.mode == "offline":
+            folder = Path(self.run.dir).parent
             log.info("W&B offline run in %s: browse with `wandb leet %s`, upload with `wandb sync %s`",
-                     self.run.dir, Path(self.run.dir).parent, Path(self.run.dir).parent)
+                     folder, folder, folder)
 
     def log(self, step: int, metrics: dict) -> None:
         self.record.log({"step": step, **metrics})
@@ -73,9 +125,27 @@ class Tracker:
         for key, value in metrics.items():
             if key in HISTOGRAM_KEYS:
                 counts = np.asarray(value, dtype=np.float64)
+                self._epoch_counts[key] = self._epoch_counts.get(key, 0) + counts
                 value = self.wandb.Histogram(np_histogram=(counts, np.arange(len(counts) + 1)))
             payload[key] = value
+        if SWEEP_METRIC in metrics:  # a validation row closes an epoch
+            payload.update(self._label_tables())
         self.run.log(payload, step=step)
+        self._pending_step = step
+
+    def _label_tables(self) -> dict:
+        """Predicted (and gold) counts per label name over the epoch's logged steps; then reset."""
+        tables = {}
+        for table_key, (_, count_keys) in LABEL_TABLES.items():
+            names = self._label_names[table_key]
+            if not names or count_keys[0] not in self._epoch_counts:
+                continue
+            columns = [self._epoch_counts[key] for key in count_keys]
+            rows = [[name, *(int(c[i]) for c in columns)] for i, name in enumerate(names)]
+            tables[table_key] = self.wandb.Table(columns=["label", *(k.rsplit("/", 1)[1] for k in count_keys)],
+                                                 data=rows)
+        self._epoch_counts = {}
+        return tables
 
     def table(self, name: str, columns: list[str], rows: list[list]) -> None:
         self.record.write_table(name, columns, rows)
@@ -97,8 +167,55 @@ class Tracker:
 
     def summary(self, values: dict) -> None:
         self.record.update_summary(values)
-        if self.run is not None:
-            self.run.summary.update(values)
+        if self.run is None:
+            return
+        if self._pending_step is not None:
+            # Close the open history row first: committing it later would write its values
+            # (e.g. the last val/entity_f1, a NaN test/loss) over the summary written here.
+            self.run.log({}, step=self._pending_step, commit=True)
+            self._pending_step = None
+        values = dict(values)
+        if BEST_KEY in values:
+            values[SWEEP_METRIC] = values[BEST_KEY]
+        self.run.summary.update(to_wandb(values))
+
+    def log_dataset(self, dataset, data: str) -> None:
+        """The dataset the run trained on (`--data`) as a W&B artifact with its card. W&B keeps one
+        version per content, so every run of a sweep on the same data points at the same version.
+        Online it is recorded as the run's input; offline W&B cannot `use_artifact`, so it is logged
+        (and uploaded by `wandb sync`)."""
+        if self.run is None:
+            return
+        from data import DEFAULT_DATA, materialize_embedded
+        from data.card import card
+
+        text = card(dataset)
+        artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,
+                                       metadata={"format": dataset.data_format,
+                                                 "sizes": {s: len(e) for s, e in dataset.splits.items()}})
+        path = materialize_embedded() if data == DEFAULT_DATA else Path(data)
+        if path.is_dir():
+            artifact.add_dir(str(path), policy="immutable")
+        else:
+            artifact.add_file(str(path), policy="immutable")
+        with artifact.new_file("card.md", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        if self.mode == "online":
+            self.run.use_artifact(artifact)
+        else:
+            self.run.log_artifact(artifact)
+
+    def log_model(self, run_dir: Path, metadata: dict) -> None:
+        """`--log_model`: the best-on-dev checkpoint, the tokenizer and the run's config.json."""
+        if self.run is None:
+            return
+        run_dir = Path(run_dir)
+        artifact = self.wandb.Artifact(f"model-{_artifact_name(self.run.id)}", type="model", metadata=metadata)
+        artifact.add_file(str(run_dir / "checkpoints" / "best.pt"), name="best.pt")
+        artifact.add_file(str(run_dir / "config.json"), name="config.json")
+        if (run_dir / "tokenizer").is_dir():
+            artifact.add_dir(str(run_dir / "tokenizer"), name="tokenizer")
+        self.run.log_artifact(artifact, aliases=["best"])
 
     def alert(self, title: str, text: str) -> None:
         """Fires once per run (W&B stores it offline and sends it after `wandb sync`)."""
@@ -110,8 +227,13 @@ class Tracker:
             self.run.alert(title=title, text=text)
 
     def finish(self, status: str) -> None:
-        self.record.update_summary({"status": status})
+        self.summary({keys.STATUS: status})
         self.record.close()
         if self.run is not None:
             self.run.finish(exit_code=0 if status == "finished" else 1)
             self.run = None
+
+
+def _artifact_name(text: str) -> str:
+    """W&B artifact names allow letters, digits, '-', '_' and '.'."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)

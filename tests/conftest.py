@@ -25,3 +25,12 @@ def small_data(tmp_path_factory) -> Path:
     for split, examples in generate(seed=5, sizes=(960, 96, 96)).items():
         write_jsonl_split(folder / f"{split}.jsonl", examples)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Two batches of 64 per epoch: W&B checks of multi-epoch runs stay a few seconds."""
+    folder = tmp_path_factory.mktemp("tiny-phone-assistant")
+    for split, examples in generate(seed=5, sizes=(128, 32, 32)).items():
+        write_jsonl_split(folder / f"{split}.jsonl", examples)
+    return folder

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from config import parse_config
+from config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
@@ -26,6 +26,8 @@ def test_sweeps_folder_is_not_a_package():
 def test_every_yaml_is_a_valid_sweep_of_real_flags(path):
     config = local.load_sweep(path)
     assert config["metric"]["name"] == "val/entity_f1"
+    # `wandb sweep` creates the sweep in this project, and the agent's runs log there
+    assert config["project"] == Config.wandb_project
     assert config["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]
     for params in local.expand(config):
         parse_config([f"--{k}={v}" for k, v in params.items()])  # every value parses as train.py would
@@ -53,7 +55,8 @@ def test_plan_appends_output_dir_and_data_override(tmp_path):
     sweep = local.plan(ROOT / "sweeps" / "masking.yaml", tmp_path, data="/some/atis")
     assert sweep["name"] == "masking-atis"
     for run in sweep["runs"]:
-        assert run["args"][-2:] == [f"--output_dir={tmp_path / 'masking-atis' / 'runs'}", "--data=/some/atis"]
+        assert run["args"][-3:] == ["--wandb_project=nlu-collapse", f"--output_dir={tmp_path / 'masking-atis' / 'runs'}",
+                                    "--data=/some/atis"]
     other = local.plan(ROOT / "sweeps" / "masking.yaml", tmp_path)
     assert {r["run_id"] for r in sweep["runs"]}.isdisjoint({r["run_id"] for r in other["runs"]})
 
