@@ -5,6 +5,13 @@ booleans as True/False, and None for optional fields. Unknown keys are an error.
 Defaults are the write-up's fixed configuration: -1e9 masking, focal gamma 2, new lambdas
 with the entity warm-up, dense focal loss. This module imports no torch, so the sweep tools
 can check flag names cheaply.
+
+Why a small hand-built parser rather than tyro (checked with tyro 1.0.17): tyro turns a bool field
+into `--stop-on-collapse/--no-stop-on-collapse` switches and rejects `--stop_on_collapse=True`, the
+form `wandb agent` passes (exit 2); `tyro.conf.FlagConversionOff` accepts it, and `--max_steps=None`
+works either way. So tyro could do it, but it would add a dependency (with rich, shtab, typeguard,
+docstring-parser) to replace about sixty lines that are already tested against the agent's argv,
+and `resolve` needs to know which flags were given on the command line, which tyro does not expose.
 """
 from __future__ import annotations
 
