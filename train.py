@@ -33,8 +33,9 @@ from data import load_dataset
 from evaluation import compute_metrics, entity_type_report, predict
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
-from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode, parse_mask_value
+from model import build_tiny_tokenizer, encode
 from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from model.loading import ENCODER_DIR, build_model
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
@@ -89,12 +90,6 @@ def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
     if resume_dir is not None:
         return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
     return build_tiny_tokenizer(dataset.splits["train"])
-
-
-def build_model(cfg: Config, labels, vocab_size: int) -> MultiTaskNLU:
-    return MultiTaskNLU(build_encoder(cfg.encoder, vocab_size), len(labels.intents),
-                        len(labels.commands) if labels.commands else None, len(labels.tags),
-                        torch.tensor(labels.invalid_mask), parse_mask_value(cfg.mask_value), cfg.dropout)
 
 
 def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
@@ -219,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         record.start_fresh()
         tokenizer.save_pretrained(run_dir / "tokenizer")
+        model.encoder.config.save_pretrained(run_dir / ENCODER_DIR)  # predict.py rebuilds the encoder from it
     name = cfg.run_name or run_name(cfg)
     record.write_config({"config": asdict(cfg), "run_id": run_id, "run_name": name, "dataset": dataset.name,
                          "data_format": dataset.data_format, "sizes": {s: len(e) for s, e in dataset.splits.items()},
