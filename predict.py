@@ -115,7 +115,9 @@ def verdict(run) -> str:
 
 
 def _ranked(result: dict) -> str:
-    return " | ".join(f"{r['label']} {'nan' if r['prob'] is None else format(r['prob'], '.3f')}" for r in result["top"])
+    if result["prob"] is None:
+        return f"{result['label']} (probabilities NaN: argmax falls on the first label)"
+    return " | ".join(f"{r['label']} {r['prob']:.3f}" for r in result["top"])
 
 
 def format_text(text: str, result: dict) -> str:
@@ -134,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.top_k < 1:
-        raise InputError(f"--batch_size={args.batch_size} --top_k={args.top_k}: expected positive integers")
+    for flag in ("batch_size", "top_k"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag}={getattr(args, flag)}: expected a positive integer")
     inputs = collect_inputs(args)  # before loading the model: bad input fails fast
 
     import torch
@@ -147,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device=cuda: no CUDA device is available (use --device=cpu)")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     run = load_run(args.run_dir, args.checkpoint, device)
     kept, tokens = tokenize_inputs(inputs, args.pretokenized)
     print(verdict(run), file=sys.stderr if args.json else sys.stdout, flush=True)

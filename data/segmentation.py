@@ -10,7 +10,7 @@ tokens in three steps:
 2. A small pre-tokenizer: a chunk with a digit (`0912.345.678`, `(028)38123456`, `+84912345678`,
    `7h30`, `7:30`, `4g`) stays one token, as the data writes phone numbers and times, with only a
    trailing `,.!?;:` split off; on other chunks punctuation at either end becomes its own token;
-   a chunk with `_` is already segmented and is kept.
+   a chunk with `_` (already segmented) or with punctuation inside (`e-mail`) is kept as it is.
 3. The remaining runs of plain syllables go to pyvi's CRF segmenter, which joins syllables into
    words and nothing else (checked: the output is re-derived from the input syllables).
 

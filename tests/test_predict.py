@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -67,6 +68,19 @@ def test_bio_spans(tags, spans):
     got = bio_spans(tokens, tags)
     assert [(s["type"], s["start"], s["end"]) for s in got] == spans
     assert all(s["text"] == " ".join(tokens[s["start"]:s["end"]]).replace("_", " ") for s in got)
+
+
+def test_bio_spans_agree_with_seqeval_strict_iob2():
+    """The span reader is seqeval's strict IOB2 (what the test metrics count), on random tag sequences."""
+    from seqeval.scheme import IOB2, Entities
+
+    rng = random.Random(0)
+    tags = ["O", "B-A", "I-A", "B-B", "I-B"]
+    for _ in range(500):
+        sequence = [rng.choice(tags) for _ in range(rng.randint(1, 9))]
+        expected = [(e.tag, e.start, e.end) for e in Entities([sequence], IOB2).entities[0]]
+        got = bio_spans([f"w{i}" for i in range(len(sequence))], sequence)
+        assert [(s["type"], s["start"], s["end"]) for s in got] == expected, sequence
 
 
 def test_spans_of_a_sentence_longer_than_max_length(runs, capsys):
@@ -137,12 +151,13 @@ def test_collapsed_run_prints_its_verdict_first_and_predicts_what_it_learned(run
     assert predict.main([str(runs["collapsed"]), "gọi cho mẹ lúc 7 giờ sáng mai"]) == 0
     first, *rest = capsys.readouterr().out.splitlines()
     assert "COLLAPSED at step 1" in first and "non-finite loss" in first
-    assert "intent    add-contacts nan" in "\n".join(rest)
+    assert "intent    add-contacts (probabilities NaN" in "\n".join(rest)
     err, results = run_json(capsys, runs["collapsed"], "gọi cho mẹ", "bật chế độ máy bay")
     assert "COLLAPSED" in err.splitlines()[0]                       # --json keeps stdout pure JSONL
     for result in results:
         assert set(result["tags"]) == {"O"} and result["entities"] == []
-        assert result["intent"]["label"] == "add-contacts" and result["intent"]["prob"] is None
+        assert result["intent"] == {"label": "add-contacts", "prob": None,
+                                    "top": [{"label": "add-contacts", "prob": None}]}
 
 
 def test_healthy_verdict_names_the_test_scores(runs, capsys):
