@@ -108,7 +108,7 @@ def verdict(run) -> str:
         return (head + f"COLLAPSED at step {summary.get('health/collapse_step')} ({reasons}); "
                 "its predictions below are what it learned")
     if summary.get("status") != "finished":
-        return head + f"no verdict yet (summary.json status: {summary.get('status', 'missing')})"
+        return head + f"no final verdict (summary.json status: {summary.get('status', 'missing')})"
     scores = ", ".join(f"{name} F1 {summary[f'test/{name}_f1']:.3f}" for name in ("entity", "intent", "command")
                        if f"test/{name}_f1" in summary)
     return head + f"healthy ({scores} on test)"

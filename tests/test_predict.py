@@ -160,10 +160,13 @@ def test_collapsed_run_prints_its_verdict_first_and_predicts_what_it_learned(run
                                     "top": [{"label": "add-contacts", "prob": None}]}
 
 
-def test_healthy_verdict_names_the_test_scores(runs, capsys):
+def test_healthy_verdict_names_the_test_scores(runs, capsys, tmp_path):
     predict.main([str(runs["default"]), "bật wifi"])
     first = capsys.readouterr().out.splitlines()[0]
     assert re.search(r"healthy \(entity F1 \d\.\d{3}, intent F1 \d\.\d{3}, command F1 \d\.\d{3} on test\)", first)
+    crashed = _damaged(runs, tmp_path, lambda d: (d / "summary.json").write_text('{"status": "crashed"}'))
+    predict.main([str(crashed), "bật wifi"])
+    assert "no final verdict (summary.json status: crashed)" in capsys.readouterr().out.splitlines()[0]
 
 
 # --- output schema
