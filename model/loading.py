@@ -101,8 +101,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
         raise RunError(f"--checkpoint={checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     record, cfg, labels = _read_record(run_dir)
     weights = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    missing = [str(p.relative_to(run_dir)) + ("/" if p.suffix == "" else "")
-               for p in (weights, run_dir / "tokenizer") if not p.exists()]
+    missing = [name for name, path in ((f"checkpoints/{checkpoint}.pt", weights), ("tokenizer/", run_dir / "tokenizer"))
+               if not path.exists()]
     if missing:
         raise RunError(f"{run_dir}: missing {' and '.join(missing)} (the run did not finish an epoch, "
                        f"or the record is incomplete)")
