@@ -35,8 +35,9 @@ from data import Dataset, load_dataset
 from evaluation import compute_metrics, predict
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
-from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode
+from model import MultiTaskNLU, build_tiny_tokenizer, encode
 from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from model.loading import ENCODER_DIR, build_model
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, keys, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
@@ -77,12 +78,6 @@ def load_tokenizer(cfg: Config, dataset: Dataset, resume_dir: Path | None):
     if resume_dir is not None:
         return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
     return build_tiny_tokenizer(dataset.splits["train"])
-
-
-def build_model(cfg: Config, labels, vocab_size: int) -> MultiTaskNLU:
-    return MultiTaskNLU(build_encoder(cfg.encoder, vocab_size), len(labels.intents),
-                        len(labels.commands) if labels.commands else None, len(labels.tags),
-                        torch.tensor(labels.invalid_mask), cfg.mask, cfg.dropout)
 
 
 def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
@@ -311,6 +306,7 @@ def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
     else:
         run.record.start_fresh()
         run.tokenizer.save_pretrained(run.run_dir / "tokenizer")
+        run.model.encoder.config.save_pretrained(run.run_dir / ENCODER_DIR)  # predict.py rebuilds the encoder from it
     run_info = {"run_id": run.run_id, "run_name": run.name, "dataset": run.dataset.name,
                 "data_format": run.dataset.data_format, "sizes": {s: len(e) for s, e in run.dataset.splits.items()},
                 "labels": {"intents": labels.intents.names, "tags": labels.tags.names,

@@ -26,14 +26,18 @@ class Predictions:
     intents: list[str]
     commands: list[str] | None
     loss: float
+    intent_probs: list[list[float]] | None = None   # softmax per sentence, with `probabilities=True`
+    command_probs: list[list[float]] | None = None
 
 
 @torch.no_grad()
 def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, device: torch.device,
-            pad_id: int, loss_fn=None, autocast=contextlib.nullcontext) -> Predictions:
-    """Predict every sentence; `loss_fn(logits, batch) -> total` gives the mean loss (NaN stays NaN)."""
+            pad_id: int, loss_fn=None, autocast=contextlib.nullcontext, probabilities: bool = False) -> Predictions:
+    """Predict every sentence; `loss_fn(logits, batch) -> total` gives the mean loss (NaN stays NaN);
+    `probabilities` adds the intent and command softmax (predict.py's top-k)."""
     model.eval()
     tags, intents, commands, losses = [], [], [], []
+    probs = {"intent": [], "command": []}
     for start in range(0, len(encoded), batch_size):
         chunk = encoded[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
@@ -45,12 +49,17 @@ def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, 
         intents += [labels.intents.names[i] for i in logits["intent"].argmax(-1).cpu().tolist()]
         if "command" in logits:
             commands += [labels.commands.names[i] for i in logits["command"].argmax(-1).cpu().tolist()]
+        for head in probs if probabilities else ():
+            if head in logits:
+                probs[head] += logits[head].float().softmax(-1).cpu().tolist()
         for row, enc in zip(entity, chunk):
             kept = [labels.tags.names[row[p]] for p in enc.word_starts]
             tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
     model.train()
     loss = sum(losses) / len(losses) if losses else float("nan")
-    return Predictions(tags, intents, commands if labels.commands is not None else None, loss)
+    return Predictions(tags, intents, commands if labels.commands is not None else None, loss,
+                       probs["intent"] if probabilities else None,
+                       probs["command"] if probabilities and labels.commands is not None else None)
 
 
 def entity_type_report(gold: list[list[str]], pred: list[list[str]]) -> tuple[dict[str, dict[str, float]], dict]:

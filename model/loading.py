@@ -1,0 +1,125 @@
+"""Build the model, and rebuild a trained one from its run record.
+
+`build_model` is the one constructor train.py and `load_run` share. `load_run` needs nothing but
+the run directory train.py wrote: the resolved config and label names (`config.json`), the
+weights (`checkpoints/best.pt` or `last.pt`), the tokenizer (`tokenizer/`) and, for a Hugging
+Face encoder, its architecture (`encoder/config.json`; runs from before it was recorded fall back
+to the encoder name, which then has to be loadable offline). No data is read: the label
+vocabularies and the invalid-label mask are the run's own, in the run's order.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from config import Config
+from data.labels import LabelSpace, Vocab
+from model.checkpoint import load_checkpoint
+from model.multitask import MultiTaskNLU, build_encoder
+
+CHECKPOINTS = ("best", "last")
+ENCODER_DIR = "encoder"  # the HF encoder's config.json, saved beside the tokenizer
+
+
+class RunError(ValueError):
+    """A run directory that cannot be loaded; the message names the path and what is missing."""
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    config: Config
+    record: dict                  # config.json as written: run_id, run_name, dataset, labels, ...
+    summary: dict                 # summary.json ({} when absent): metrics and the collapse verdict
+    labels: LabelSpace
+    tokenizer: PreTrainedTokenizerBase
+    model: MultiTaskNLU
+    checkpoint: str               # best or last
+    step: int                     # the optimizer step the weights are from
+
+
+def build_model(cfg: Config, labels: LabelSpace, vocab_size: int, encoder=None) -> MultiTaskNLU:
+    """The multi-task model for `cfg`; `encoder` replaces `build_encoder(cfg.encoder, vocab_size)`."""
+    encoder = encoder if encoder is not None else build_encoder(cfg.encoder, vocab_size)
+    return MultiTaskNLU(encoder, len(labels.intents), len(labels.commands) if labels.commands else None,
+                        len(labels.tags), torch.tensor(labels.invalid_mask), cfg.mask,
+                        cfg.dropout)
+
+
+def labels_from_record(record: dict) -> LabelSpace:
+    """The label space as the run saved it (train counts are not recorded, so `tag_counts` is empty)."""
+    names = record["labels"]
+    return LabelSpace(intents=Vocab(names["intents"]),
+                      commands=Vocab(names["commands"]) if names.get("commands") else None,
+                      tags=Vocab(names["tags"]), tag_counts=Counter(), invalid_tags=list(names["invalid_tags"]))
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such directory (expected a run directory written by train.py)")
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no config.json; expected one written by train.py)")
+    try:
+        record = _read_json(path)
+        known = {f.name for f in fields(Config)}
+        cfg = Config(**{k: v for k, v in record["config"].items() if k in known})
+        labels = labels_from_record(record)
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{path}: not a run config written by train.py ({type(err).__name__}: {err})") from None
+    return record, cfg, labels
+
+
+def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
+    """The encoder's architecture, randomly initialised: the checkpoint supplies every weight."""
+    if cfg.encoder == "tiny":
+        return build_encoder("tiny", vocab_size)
+    saved = run_dir / ENCODER_DIR
+    source = saved if (saved / "config.json").is_file() else cfg.encoder
+    try:
+        return AutoModel.from_config(AutoConfig.from_pretrained(source))
+    except OSError as err:
+        raise RunError(f"{run_dir}: no {ENCODER_DIR}/config.json and the encoder {cfg.encoder!r} cannot be "
+                       f"loaded offline ({str(err).splitlines()[0]})") from None
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
+    """Model (eval mode, on `device`), tokenizer and labels of a run, from its record alone."""
+    run_dir = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise RunError(f"--checkpoint={checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
+    record, cfg, labels = _read_record(run_dir)
+    weights = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    missing = [name for name, path in ((f"checkpoints/{checkpoint}.pt", weights), ("tokenizer/", run_dir / "tokenizer"))
+               if not path.exists()]
+    if missing:
+        raise RunError(f"{run_dir}: missing {' and '.join(missing)} (the run did not finish an epoch, "
+                       f"or the record is incomplete)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    except (OSError, ValueError) as err:
+        raise RunError(f"{run_dir / 'tokenizer'}: cannot be loaded ({str(err).splitlines()[0]})") from None
+    model = build_model(cfg, labels, len(tokenizer), encoder=_encoder(run_dir, cfg, len(tokenizer)))
+    try:
+        state = load_checkpoint(weights, device)
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:  # a damaged file
+        raise RunError(f"{weights}: not a checkpoint of this run ({type(err).__name__}: "
+                       f"{str(err).splitlines()[0]})") from None
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = _read_json(summary_path) if summary_path.is_file() else {}
+    except ValueError as err:
+        raise RunError(f"{summary_path}: not valid JSON ({err})") from None
+    return LoadedRun(run_dir, cfg, record, summary, labels, tokenizer, model.to(device).eval(), checkpoint,
+                     int(state.get("train_state", {}).get("step", 0)))
