@@ -21,20 +21,20 @@ import signal
 import sys
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
-from config import Config, parse_config
+from config import Config, check_run_id, config_from_saved, parse_config
 from data import load_dataset
 from evaluation import compute_metrics, entity_type_report, predict
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from model import MultiTaskNLU, build_encoder, build_tiny_tokenizer, encode, parse_mask_value
-from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from model.checkpoint import load_checkpoint, load_resumable, save_checkpoint, set_rng_state
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
@@ -69,17 +69,21 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
     """(config, run id, run dir, checkpoint to resume from or None)."""
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
+        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
         return cfg, run_id, Path(cfg.output_dir) / run_id, None
     run_dir = Path(cfg.resume)
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
     saved = read_json(run_dir / "config.json")
+    saved_cfg = config_from_saved(saved, run_dir / "config.json")
     ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
                if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
     if ignored:
         log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    return Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"], run_dir, checkpoint
+    checkpoint, path = load_resumable(run_dir / "checkpoints")
+    if path.name != "last.pt":
+        log.warning("%s is damaged; resuming from the previous intact checkpoint %s", run_dir / "checkpoints" / "last.pt", path)
+    return replace(saved_cfg, resume=cfg.resume), saved["run_id"], run_dir, checkpoint
 
 
 def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
@@ -87,7 +91,11 @@ def load_tokenizer(cfg: Config, dataset, resume_dir: Path | None):
     if cfg.encoder != "tiny":
         return AutoTokenizer.from_pretrained(cfg.encoder)
     if resume_dir is not None:
-        return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+        except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
+            raise ValueError(f"{resume_dir / 'tokenizer'}: cannot load the saved tokenizer ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return build_tiny_tokenizer(dataset.splits["train"])
 
 
@@ -312,12 +320,17 @@ def main(argv: list[str] | None = None) -> dict:
         tracker.summary(summary)
         tracker.finish("finished")
     except BaseException as err:
-        record.update_summary({"status": "crashed", "error": f"{type(err).__name__}: {err}", **monitor.verdict()})
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
+        try:
+            record.update_summary({"status": status, "error": f"{type(err).__name__}: {err}", **monitor.verdict()})
+        except OSError as write_err:  # a full disk: the status cannot be written, the error still is shown
+            log.warning("could not mark the run %s: %s", status, write_err)
         progress.close()
         try:
-            tracker.finish("crashed")
+            tracker.finish(status)
         except Exception as finish_err:  # the local record is already complete
             log.warning("W&B did not finish cleanly: %s", finish_err)
+        record.close()  # releases the run's lock even when finishing failed
         raise
     verdict = (f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})"
                if monitor.collapsed else "healthy")
@@ -335,5 +348,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, a damaged record, a full disk, a locked run: one line
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the run record is marked interrupted; continue it with --resume=<output_dir>/<run_id>")

@@ -1,15 +1,25 @@
 """Checkpoints: model, optimizer, scheduler, scaler, RNG states, resolved config, step, W&B run id.
 
-Saved atomically (write, then rename), loaded with `weights_only=True`: a checkpoint holds only
-tensors and plain Python values, so loading one never runs code.
+Each `X.pt` has a sidecar `X.pt.sha256` (its SHA-256 and size), and nothing is loaded whose bytes do
+not match it: a torn, truncated or overwritten checkpoint is refused with an error naming the file,
+never unpickled. `last.pt` keeps its predecessor as `last.prev.pt`, so a kill or a damaged file costs
+at most one epoch: resume falls back to the newest intact one. Loaded with `weights_only=True`:
+a checkpoint holds only tensors and plain Python values, so loading one never runs code.
 """
 from __future__ import annotations
 
-import os
+import io
 import random
+import shutil
 from pathlib import Path
 
 import torch
+
+from safeio import atomic_write, sidecar, storage_error, verify, write_checked
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or unverifiable; the message names the file."""
 
 
 def rng_state() -> dict:
@@ -26,19 +36,60 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def previous(path: Path) -> Path:
+    return Path(path).with_name(Path(path).stem + ".prev" + Path(path).suffix)
+
+
 def save_checkpoint(path: Path, model, *, optimizer=None, scheduler=None, scaler=None, **state) -> None:
+    """Serialise in memory, then write the bytes and their checksum atomically. With an optimizer (a
+    resumable checkpoint) the intact predecessor is kept as `<name>.prev.pt` first."""
     payload = {"model": model.state_dict(), **state}
     if optimizer is not None:
         payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state())
         if scaler is not None:
             payload["scaler"] = scaler.state_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: a full disk then fails in our write, which cleans up
+    data = buffer.getvalue()
+    path = Path(path)
+    if optimizer is not None and verify(path) is None:
+        _copy_intact(path, previous(path))
+    write_checked(path, data)
+
+
+def _copy_intact(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(target, err) from None
+    atomic_write(sidecar(target), sidecar(source).read_bytes())  # after the bytes: a kill between is a mismatch
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (expected one written by train.py)")
-    return torch.load(path, map_location=device, weights_only=True)
+    """A verified checkpoint; raises CheckpointError naming the file otherwise."""
+    problem = verify(path)
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # bytes that match their checksum but are no checkpoint of ours
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise CheckpointError(f"{path}: not a checkpoint written by train.py")
+    return checkpoint
+
+
+def load_resumable(folder: Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
+    """The newest intact of `last.pt` and `last.prev.pt`, with its path; CheckpointError naming both otherwise."""
+    last = Path(folder) / "last.pt"
+    problems = []
+    for candidate in (last, previous(last)):
+        try:
+            return load_checkpoint(candidate, device), candidate
+        except CheckpointError as err:
+            problems.append(str(err))
+    raise CheckpointError("cannot resume: " + "; ".join(problems) + " (rerun without --resume, or the sweep "
+                          "runner with --fresh, to start this run over)")
