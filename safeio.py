@@ -45,7 +45,9 @@ def storage_error(path: Path, err: OSError) -> StorageError:
     hint = {errno.ENOSPC: "; free some space or choose another --output_dir",
             errno.EDQUOT: "; over quota", errno.EROFS: "; the filesystem is read-only",
             errno.EACCES: "; no permission"}.get(err.errno, "")
-    return StorageError(err.errno or 0, f"{path}: cannot write ({reason}, {free_space(path)}){hint}")
+    error = StorageError(f"{path}: cannot write ({reason}, {free_space(path)}){hint}")
+    error.errno = err.errno  # kept for callers; str() stays the one-line message, without "[Errno N]"
+    return error
 
 
 def atomic_write(path: Path, data: bytes) -> None:
