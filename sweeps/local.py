@@ -172,16 +172,25 @@ def resume_problem(run_dir: Path) -> str | None:
     return "cannot resume: " + "; ".join(problems) + "; rerun the sweep with --fresh to start this run over"
 
 
+def _prctl():
+    """libc's prctl, looked up in the runner: a forked child should only call it, not load anything."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the runner's own SIGTERM/Ctrl-C handling still applies
+        return None
+
+
+PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent(parent: int):
     """preexec_fn: the child gets SIGTERM when the runner dies, even by SIGKILL (Linux only)."""
     def setup():
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # not Linux: the runner's own SIGTERM/Ctrl-C handling still applies
-            return
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+        if PRCTL is not None:
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the runner died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
     return setup
 
 

@@ -536,3 +536,48 @@ def _keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def _tiny_sweep(tmp_path: Path) -> Path:
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(textwrap.dedent(f"""
+        program: {ROOT / 'train.py'}
+        method: grid
+        metric: {{name: val/entity_f1, goal: maximize}}
+        parameters:
+          seed: {{values: [0, 1]}}
+          epochs: {{value: 6}}
+          threads: {{value: 1}}
+          wandb_mode: {{value: disabled}}
+          task_grad_every: {{value: 0}}
+        command:
+          - ${{env}}
+          - ${{interpreter}}
+          - ${{program}}
+          - ${{args}}
+    """))
+    return sweep
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_runner_killed_at_a_random_point_then_rerun_trains_every_run_once(tiny_data, tmp_path, sig):
+    sweep = _tiny_sweep(tmp_path)
+    command = [PYTHON, str(ROOT / "sweeps" / "local.py"), str(sweep), f"--out={tmp_path / 'out'}",
+               f"--data={tiny_data}", "--workers=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "out" / f"tiny-{tiny_data.name}" / "runs"
+    _wait_for(lambda: list(runs.glob("*/history.jsonl")) if runs.exists() else None, 120, "a run to start")
+    time.sleep(random.Random(sig).uniform(0, 4))
+    runner.send_signal(sig)
+    _, stderr = runner.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    time.sleep(1)  # children got SIGTERM from the runner or the kernel; let them record it
+    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    manifest = read_json(runs.parent / "sweep.json")
+    assert [run["status"] for run in manifest["runs"]] == ["finished", "finished"]
+    for history in runs.glob("*/history.jsonl"):
+        train_steps = [row["step"] for row in read_history(history) if "loss/total" in row]
+        assert train_steps == list(range(1, 13)), (history, train_steps)  # each step trained and logged once
