@@ -273,6 +273,13 @@ def tiny_filesystem(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+def test_read_only_filesystem_is_a_clear_error_naming_the_path(tiny_filesystem, tiny_data):
+    if subprocess.run(["mount", "-o", "remount,ro", str(tiny_filesystem)], capture_output=True).returncode != 0:
+        pytest.skip("cannot remount the tmpfs read-only")
+    with pytest.raises(StorageError, match=rf"^{tiny_filesystem}/ro: cannot write \(Read-only file system, "):
+        train.main(tiny_args(tiny_data, tiny_filesystem, "ro"))
+
+
 def test_full_disk_ends_the_run_with_a_clear_error_and_status_crashed(tiny_filesystem, tiny_data):
     with pytest.raises(StorageError) as err:
         train.main(tiny_args(tiny_data, tiny_filesystem, "full"))
@@ -414,7 +421,7 @@ SLEEPER = textwrap.dedent("""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{os.getpid()}.pid"), "w") as f:
         f.write("started")
-    time.sleep(120)
+    time.sleep(float(os.environ.get("SLEEP_SECONDS", "120")))
 """)
 
 
@@ -474,6 +481,26 @@ def test_runs_die_with_a_killed_runner_and_a_second_runner_is_turned_away(tmp_pa
         runner.kill()
 
 
+def test_an_unresumable_run_is_failed_with_its_reason_until_fresh(tmp_path, monkeypatch, capsys):
+    sweep = _sleeper_sweep(tmp_path)
+    planned = local.plan(sweep, tmp_path / "out")
+    rid, folder = planned["runs"][0]["run_id"], Path(planned["folder"])
+    checkpoints = folder / "runs" / rid / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.pt").write_bytes(random.Random(0).randbytes(4096))
+    args = [str(sweep), f"--out={tmp_path / 'out'}", "--workers=1"]
+    for _ in range(2):  # the same verdict on every rerun, and nothing launched
+        assert local.main(args) == 1
+        entry = read_json(folder / "sweep.json")["runs"][0]
+        assert entry["status"] == "failed" and entry["reason"].startswith(f"cannot resume: {checkpoints}/last.pt: ")
+        assert "--fresh" in entry["reason"] and not (folder / "logs" / f"{rid}.log").exists()
+    assert f"run {rid}: cannot resume" in capsys.readouterr().err
+    monkeypatch.setenv("SLEEP_SECONDS", "0")
+    local.main(args + ["--fresh"])
+    entry = read_json(folder / "sweep.json")["runs"][0]
+    assert "reason" not in entry and "--resume" not in (folder / "logs" / f"{rid}.log").read_text()
+
+
 # --- SIGINT / SIGKILL / SIGTERM of a real run at a random point, then resume ------------------------
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -481,7 +508,7 @@ def _start(args: list[str]) -> subprocess.Popen:
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tuple[dict, list[int]]) -> str:
+def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tuple[dict, list[int]]) -> None:
     """Start a 24-step run, send `sig` at a random logged step after the first checkpoint, resume it."""
     args = tiny_args(tiny_data, tmp_path, "victim", epochs=12)
     run_dir = tmp_path / "victim"
@@ -495,8 +522,7 @@ def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tup
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    if process.returncode == 0:  # it finished before the signal landed: nothing to resume
-        return "finished first"
+    assert process.returncode != 0, "the run finished before the signal landed: nothing was tested"
     assert "Traceback" not in stderr, stderr[-2000:]
     status = read_json(run_dir / "summary.json")["status"]
     expected = {signal.SIGINT: "interrupted", signal.SIGTERM: "crashed", signal.SIGKILL: "running"}[sig]
@@ -509,7 +535,6 @@ def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tup
     assert history_steps(run_dir / "history.jsonl") == steps  # every step once, plus each epoch's val row
     for key in ("test/entity_f1", "test/intent_f1", "best/val_entity_f1", "steps"):
         assert resumed[key] == summary[key], key
-    return status
 
 
 @pytest.fixture(scope="module")
