@@ -177,7 +177,8 @@ def validate(cfg: Config) -> None:
             continue
         inside = (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
         if not (math.isfinite(value) and inside):
-            raise ValueError(f"--{name}={value}: expected a finite number in {describe_range(name)}")
+            kind = "an integer" if isinstance(value, int) else "a finite number"
+            raise ValueError(f"--{name}={value}: expected {kind} in {describe_range(name)}")
     if cfg.encoder == "tiny" and cfg.max_length > TINY_MAX_LENGTH:
         raise ValueError(f"--max_length={cfg.max_length}: the tiny encoder has {TINY_MAX_LENGTH} positions")
     if cfg.run_id is not None:
