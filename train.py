@@ -82,7 +82,8 @@ def resolve_run(cfg: Config) -> tuple[Config, str, Path, dict | None]:
         log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
     checkpoint, path = load_resumable(run_dir / "checkpoints")
     if path.name != "last.pt":
-        log.warning("%s is damaged; resuming from the previous intact checkpoint %s", run_dir / "checkpoints" / "last.pt", path)
+        log.warning("%s is damaged; resuming from the previous intact checkpoint %s",
+                    run_dir / "checkpoints" / "last.pt", path)
     return replace(saved_cfg, resume=cfg.resume), saved["run_id"], run_dir, checkpoint
 
 

@@ -22,7 +22,7 @@ FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "d
 @dataclass
 class Run:
     run_id: str
-    status: str                       # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
+    status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
     factors: dict                     # mask_value, gamma, lambdas, loss_impl, level, data
     seed: int | None
     summary: dict = field(default_factory=dict)
@@ -54,8 +54,10 @@ def load_local(folder: Path) -> list[Run]:
     manifest_path = folder / "sweep.json"
     manifest = read_json(manifest_path, expect=dict) if manifest_path.exists() else {}
     planned, sweep_data = manifest.get("runs", []), manifest.get("data")
-    if not isinstance(planned, list) or not all(isinstance(r, dict) and isinstance(r.get("run_id"), str) for r in planned):
-        raise ValueError(f"{manifest_path}: runs must be a list of objects with a run_id (a file written by sweeps/local.py)")
+    if not isinstance(planned, list) or not all(isinstance(r, dict) and isinstance(r.get("run_id"), str)
+                                                for r in planned):
+        raise ValueError(f"{manifest_path}: runs must be a list of objects with a run_id "
+                         "(a file written by sweeps/local.py)")
     run_dirs = {p.parent.name: p.parent for p in (folder / "runs").glob("*/config.json")}
     if not planned and not run_dirs:
         raise FileNotFoundError(f"{folder}: no sweep.json and no runs/*/config.json (expected a folder written "

@@ -196,7 +196,8 @@ def parse_massive_annotation(annot_utt: str, where: str) -> tuple[list[str], lis
         opening = annot_utt.find("[", position)
         outside = annot_utt[position:] if opening < 0 else annot_utt[position:opening]
         if "]" in outside:
-            raise DataError(f"{where}: unbalanced bracket: ']' without '[' at column {position + outside.index(']') + 1} "
+            column = position + outside.index("]") + 1
+            raise DataError(f"{where}: unbalanced bracket: ']' without '[' at column {column} "
                             f"in annot_utt {annot_utt!r}")
         tokens += outside.split()
         tags += ["O"] * len(outside.split())
@@ -205,9 +206,11 @@ def parse_massive_annotation(annot_utt: str, where: str) -> tuple[list[str], lis
         closing = annot_utt.find("]", opening + 1)
         nested = annot_utt.find("[", opening + 1)
         if closing < 0:
-            raise DataError(f"{where}: unbalanced bracket: '[' at column {opening + 1} is never closed in annot_utt {annot_utt!r}")
+            raise DataError(f"{where}: unbalanced bracket: '[' at column {opening + 1} is never closed "
+                            f"in annot_utt {annot_utt!r}")
         if 0 <= nested < closing:
-            raise DataError(f"{where}: nested bracket: '[' at column {nested + 1} (slots cannot nest) in annot_utt {annot_utt!r}")
+            raise DataError(f"{where}: nested bracket: '[' at column {nested + 1} (slots cannot nest) "
+                            f"in annot_utt {annot_utt!r}")
         slot, colon, value = annot_utt[opening + 1:closing].partition(":")
         slot, words = slot.strip(), value.split()
         if not colon or not slot or len(slot.split()) != 1:

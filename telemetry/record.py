@@ -49,7 +49,8 @@ def _parse_history(path: Path) -> tuple[list[tuple[dict, str]], list[tuple[int, 
             bad.append((number, line_bytes.decode("utf-8"), f"invalid JSON ({err.msg})"))
             continue
         if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row.get("step"), bool):
-            bad.append((number, line_bytes.decode("utf-8"), "not a history row (expected an object with an integer step)"))
+            bad.append((number, line_bytes.decode("utf-8"),
+                        "not a history row (expected an object with an integer step)"))
             continue
         rows.append((row, line_bytes.decode("utf-8")))
     return rows, bad

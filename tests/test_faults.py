@@ -400,7 +400,8 @@ def test_report_names_a_damaged_sweep_json_and_lists_damaged_runs(finished_run, 
 
 def test_a_second_writer_of_a_run_is_refused_naming_the_holder(tmp_path):
     first = RunRecord(tmp_path / "run")
-    with pytest.raises(LockedError, match=rf"{tmp_path}/run: this run is in use by another process \(pid {os.getpid()}\)"):
+    holder = rf"{tmp_path}/run: this run is in use by another process \(pid {os.getpid()}\)"
+    with pytest.raises(LockedError, match=holder):
         RunRecord(tmp_path / "run")
     first.close()
     RunRecord(tmp_path / "run").close()  # released with its owner
@@ -515,9 +516,9 @@ def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tup
     process = _start(args)
     at_step = rng.randint(3, 20)
     try:
-        _wait_for(lambda: process.poll() is not None or (
-            (run_dir / "checkpoints" / "last.pt").exists() and len(history_steps(run_dir / "history.jsonl")) >= at_step),
-            180, f"step {at_step}")
+        _wait_for(lambda: process.poll() is not None or ((run_dir / "checkpoints" / "last.pt").exists()
+                                                         and len(history_steps(run_dir / "history.jsonl")) >= at_step),
+                  180, f"step {at_step}")
         process.send_signal(sig)
         _, stderr = process.communicate(timeout=60)
     finally:
