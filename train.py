@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as finish_err:  # the local record is already complete
             log.warning("W&B did not finish cleanly: %s", finish_err)
         record.close()  # releases the run's lock even when finishing failed
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C: tell the user how to go on
+            raise KeyboardInterrupt(f"the run is marked interrupted; continue it with --resume={run_dir}") from None
         raise
     verdict = (f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})"
                if monitor.collapsed else "healthy")
@@ -351,5 +353,5 @@ if __name__ == "__main__":
         main()
     except (ValueError, OSError) as err:  # bad input, a damaged record, a full disk, a locked run: one line
         sys.exit(f"error: {err}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: the run record is marked interrupted; continue it with --resume=<output_dir>/<run_id>")
+    except KeyboardInterrupt as err:
+        sys.exit(f"interrupted: {err}" if str(err) else "interrupted")

@@ -83,10 +83,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 
 
 def load_resumable(folder: Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
-    """The newest intact of `last.pt` and `last.prev.pt`, with its path; CheckpointError naming both otherwise."""
+    """The newest intact of `last.pt` and `last.prev.pt`, with its path; CheckpointError naming both
+    otherwise, or naming `best.pt` when that one is damaged (the test evaluation loads it)."""
     last = Path(folder) / "last.pt"
     problems = []
-    for candidate in (last, previous(last)):
+    best = Path(folder) / "best.pt"
+    if best.exists() and verify(best):  # the test evaluation needs it: fail now, not after training
+        problems.append(verify(best))
+    for candidate in () if problems else (last, previous(last)):
         try:
             return load_checkpoint(candidate, device), candidate
         except CheckpointError as err:

@@ -161,12 +161,13 @@ def run_status(folder: Path, rid: str) -> str:
 
 
 def resume_problem(run_dir: Path) -> str | None:
-    """Why this run cannot resume (every checkpoint damaged), or None: no checkpoint, or an intact one.
+    """Why this run cannot resume (every last checkpoint damaged, or best.pt), or None: no checkpoint, or an intact one.
     Checked here with the checksums alone, so a hopeless resume is not relaunched on every rerun."""
     candidates = [run_dir / "checkpoints" / name for name in ("last.pt", "last.prev.pt")]
     if not any(path.exists() for path in candidates):
         return None
-    problems = [verify(path) for path in candidates]
+    best = run_dir / "checkpoints" / "best.pt"
+    problems = [verify(best)] if best.exists() and verify(best) else [verify(path) for path in candidates]
     if None in problems:
         return None
     return "cannot resume: " + "; ".join(problems) + "; rerun the sweep with --fresh to start this run over"

@@ -350,6 +350,14 @@ def test_resume_with_every_checkpoint_damaged_says_it_cannot(finished_run, tmp_p
     assert (run_dir / "history.jsonl").read_bytes() == before
 
 
+def test_a_damaged_best_checkpoint_stops_resume_before_any_training(finished_run, tmp_path):
+    run_dir = _copy_run(finished_run[0], tmp_path / "run")
+    damage(run_dir / "checkpoints" / "best.pt", "truncated")
+    with pytest.raises(CheckpointError, match=rf"cannot resume: {run_dir}/checkpoints/best.pt: damaged"):
+        train.main([f"--resume={run_dir}"])
+    assert local.resume_problem(run_dir).startswith(f"cannot resume: {run_dir}/checkpoints/best.pt: damaged")
+
+
 # --- 7. damaged run records -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("garbage", [b"", b"{", b"[1, 2]", b'{"config": 3, "run_id": "x"}', b"\xff\xfe",
@@ -529,7 +537,8 @@ def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tup
     expected = {signal.SIGINT: "interrupted", signal.SIGTERM: "crashed", signal.SIGKILL: "running"}[sig]
     assert status == expected
     if sig == signal.SIGINT:
-        assert stderr.strip().splitlines()[-1].startswith("interrupted: ")
+        last_line = stderr.strip().splitlines()[-1]
+        assert last_line == f"interrupted: the run is marked interrupted; continue it with --resume={run_dir}"
     resumed = train.main([f"--resume={run_dir}"])
     assert resumed["status"] == "finished"
     summary, steps = reference
