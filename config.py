@@ -36,6 +36,42 @@ LOSS_LEVELS = {
 FP16_MAX = 65504.0  # torch.finfo(torch.float16).max, without importing torch here
 
 
+# Accepted range of every numeric flag: (low, high, low inclusive, high inclusive); shown in --help.
+# Every float must also be finite. None stays allowed where the field is optional.
+INF = math.inf
+RANGES = {
+    "max_length": (3, INF, True, False),        # [CLS] word [SEP] at least
+    "dropout": (0.0, 1.0, True, False),
+    "alpha": (0.0, INF, True, False),
+    "gamma": (0.0, INF, True, False),
+    "o_weight": (0.0, INF, True, False),
+    "max_class_weight": (0.0, INF, False, False),
+    "lambda_entity": (0.0, INF, True, False),
+    "lambda_intent": (0.0, INF, True, False),
+    "lambda_command": (0.0, INF, True, False),
+    "epochs": (1, INF, True, False),
+    "max_steps": (1, INF, True, False),
+    "batch_size": (1, INF, True, False),
+    "lr": (0.0, INF, False, False),
+    "weight_decay": (0.0, INF, True, False),
+    "warmup_ratio": (0.0, 1.0, True, True),
+    "grad_clip": (0.0, INF, True, False),
+    "seed": (0, 2**32 - 1, True, True),        # what numpy and torch generators accept
+    "threads": (1, 4096, True, True),
+    "log_every": (1, INF, True, False),
+    "task_grad_every": (0, INF, True, False),
+    "collapse_window": (1, INF, True, False),
+}
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one safe path component, never `..` or a `/`
+TINY_MAX_LENGTH = 128  # the tiny encoder's position embeddings
+
+
+def describe_range(name: str) -> str:
+    low, high, low_in, high_in = RANGES[name]
+    left, right = "[" if low_in else "(", "]" if high_in else ")"
+    return f"{left}{low:g}, {'inf' if high == INF else f'{high:g}'}{right}"
+
+
 @dataclass
 class Config:
     # --- data
@@ -174,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         convert = _parse_bool if base is bool else base
         parser.add_argument(f"--{field.name}", type=_optional(convert) if optional else convert,
                             default=field.default if field.default is not MISSING else None,
-                            help=f"{docs.get(field.name, '')} (default: {field.default})")
+                            help=f"{docs.get(field.name, '')} (default: {field.default}"
+                            + (f"; range {describe_range(field.name)})" if field.name in RANGES else ")"))
     return parser
 
 
@@ -186,20 +223,22 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, field.name)
         if allowed and value not in allowed and value is not None:
             raise ValueError(f"--{field.name}={value!r}: expected one of {', '.join(allowed)}")
-    for name in ("epochs", "batch_size", "log_every", "collapse_window"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name}={getattr(cfg, name)}: expected a positive integer")
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        raise ValueError(f"--max_steps={cfg.max_steps}: expected a positive integer or None")
-    if cfg.task_grad_every < 0:
-        raise ValueError(f"--task_grad_every={cfg.task_grad_every}: expected 0 (off) or a positive integer")
-    if cfg.lr <= 0 or not math.isfinite(cfg.lr):
-        raise ValueError(f"--lr={cfg.lr}: expected a positive number")
-    if cfg.grad_clip is not None and cfg.grad_clip < 0:
-        raise ValueError(f"--grad_clip={cfg.grad_clip}: expected a positive number, 0 or None (off)")
-    if cfg.gamma < 0:
-        raise ValueError(f"--gamma={cfg.gamma}: expected a number >= 0")
-    mask, _ = cfg.mask, cfg.warmup  # parse once: a malformed value fails here, naming its flag
+    for name, (low, high, low_in, high_in) in RANGES.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        inside = (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
+        if not (math.isfinite(value) and inside):
+            kind = "an integer" if isinstance(value, int) else "a finite number"
+            raise ValueError(f"--{name}={value}: expected {kind} in {describe_range(name)}")
+    if cfg.encoder == "tiny" and cfg.max_length > TINY_MAX_LENGTH:
+        raise ValueError(f"--max_length={cfg.max_length}: the tiny encoder has {TINY_MAX_LENGTH} positions")
+    if cfg.run_id is not None:
+        check_run_id(cfg.run_id, "--run_id")
+    mask, warmup = cfg.mask, cfg.warmup  # parsed once: a malformed value fails here, naming its flag
+    if not all(math.isfinite(w) and w >= 0 for w in warmup or ()):
+        raise ValueError(f"--entity_warmup={cfg.entity_warmup!r}: expected comma-separated finite weights "
+                         ">= 0 such as 0.3,0.4, or off")
     if cfg.precision == "fp16" and isinstance(mask, float) and math.isfinite(mask) and abs(mask) > FP16_MAX:
         raise ValueError(f"--mask_value={cfg.mask_value} does not fit in torch.float16 (largest magnitude "
                          f"{FP16_MAX:g}); use --mask_value=finfo_min, -inf or --precision=bf16")
@@ -217,6 +256,30 @@ def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:
                                  f"(which sets {name}={value}): give one of the two")
         cfg = replace(cfg, **level)
     validate(cfg)
+    return cfg
+
+
+def check_run_id(run_id: str, source: str) -> None:
+    """A run id becomes a folder name under --output_dir: one safe path component only."""
+    if not RUN_ID_RE.match(str(run_id)):
+        raise ValueError(f"{source}={run_id!r}: expected a file name of letters, digits, '.', '_' or '-' "
+                         "(at most 128, not starting with '.' or '-')")
+
+
+def config_from_saved(saved, where) -> Config:
+    """The Config a run record's config.json holds, checked like the CLI; errors name the file."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict) or "run_id" not in saved:
+        raise ValueError(f"{where}: expected an object with config and run_id (a run record written by train.py)")
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(saved["config"]) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown config key(s) {unknown} (written by another version of train.py?)")
+    try:
+        cfg = Config(**saved["config"])
+        validate(cfg)
+        check_run_id(saved["run_id"], "run_id")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
     return cfg
 
 

@@ -23,20 +23,20 @@ import signal
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
-from config import Config, parse_config
+from config import Config, check_run_id, config_from_saved, parse_config
 from data import Dataset, load_dataset
 from evaluation import compute_metrics, predict
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from model import MultiTaskNLU, build_tiny_tokenizer, encode
-from model.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
 from model.loading import ENCODER_DIR, build_model
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, keys, read_json
@@ -76,7 +76,11 @@ def load_tokenizer(cfg: Config, dataset: Dataset, resume_dir: Path | None):
     if cfg.encoder != "tiny":
         return AutoTokenizer.from_pretrained(cfg.encoder)
     if resume_dir is not None:
-        return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+        except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
+            raise ValueError(f"{resume_dir / 'tokenizer'}: cannot load the saved tokenizer ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return build_tiny_tokenizer(dataset.splits["train"])
 
 
@@ -250,18 +254,23 @@ def setup_run(argv: list[str] | None) -> tuple[Config, str, Path, dict | None]:
     cfg = parse_config(argv)
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
+        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
         checkpoint, run_dir = None, Path(cfg.output_dir) / run_id
     else:
         run_dir = Path(cfg.resume)
         if not (run_dir / "config.json").is_file():
             raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
         saved = read_json(run_dir / "config.json")
+        saved_cfg = config_from_saved(saved, run_dir / "config.json")
         ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
                    if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
         if ignored:
             log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
-        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-        cfg, run_id = Config(**{**saved["config"], "resume": cfg.resume}), saved["run_id"]
+        checkpoint, path = load_resumable(run_dir / "checkpoints")
+        if path.name != "last.pt":
+            log.warning("%s is damaged; resuming from the previous intact checkpoint %s",
+                        run_dir / "checkpoints" / "last.pt", path)
+        cfg, run_id = replace(saved_cfg, resume=cfg.resume), saved["run_id"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -383,8 +392,8 @@ def validate_and_checkpoint(run: Run, state: TrainState, epoch: int) -> None:
     if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
         state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
         save_checkpoint(checkpoints / "best.pt", run.model, train_state=state.state_dict(), **meta)
-    save_checkpoint(checkpoints / "last.pt", run.model, **run.optimisation.state_dict(), rng=rng_state(),
-                    train_state=state.state_dict(), **meta)
+    save_checkpoint(checkpoints / "last.pt", run.model, keep_previous=True, **run.optimisation.state_dict(),
+                    rng=rng_state(), train_state=state.state_dict(), **meta)
 
 
 def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_step: int) -> dict:
@@ -447,13 +456,20 @@ def main(argv: list[str] | None = None) -> dict:
             run.tracker.alert("Training collapsed", f"{run.name}: " + "; ".join(state.monitor.reasons))
         test = test_and_summarise(run, state, train_seconds, first_step)
     except BaseException as err:
-        run.record.update_summary({keys.STATUS: "crashed", keys.ERROR: f"{type(err).__name__}: {err}",
-                                   **state.monitor.verdict()})
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
+        try:
+            run.record.update_summary({keys.STATUS: status, keys.ERROR: f"{type(err).__name__}: {err}",
+                                       **state.monitor.verdict()})
+        except OSError as write_err:  # a full disk: the status cannot be written, the error still is shown
+            log.warning("could not mark the run %s: %s", status, write_err)
         progress.close()
         try:
-            run.tracker.finish("crashed")
+            run.tracker.finish(status)
         except Exception as finish_err:  # the local record is already complete
             log.warning("W&B did not finish cleanly: %s", finish_err)
+        run.record.close()  # releases the run's lock even when finishing failed
+        if isinstance(err, KeyboardInterrupt):  # Ctrl-C: tell the user how to go on
+            raise KeyboardInterrupt(f"the run is marked interrupted; continue it with --resume={run.run_dir}") from None
         raise
     print(verdict_line(run, state, test))
     return run.record.summary
@@ -467,5 +483,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # bad input, a damaged record, a full disk, a locked run: one line
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt as err:
+        sys.exit(f"interrupted: {err}" if str(err) else "interrupted")

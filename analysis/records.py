@@ -6,12 +6,15 @@ runs and runs still going are kept with their status, so the report can list the
 """
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemetry.record import read_history, read_json
+from telemetry import keys
+from telemetry.record import read_history, read_json, read_summary
 from telemetry.wandb_values import from_wandb
+
+log = logging.getLogger(__name__)
 
 # The factors a report groups by, and their defaults (train.py's) when a run does not say.
 FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "dense", "level": None, "data": None}
@@ -21,7 +24,7 @@ FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "d
 @dataclass
 class Run:
     run_id: str
-    status: str                       # finished | crashed | running | pending (never started) | failed
+    status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
     factors: dict                     # mask_value, gamma, lambdas, loss_impl, level, data
     seed: int | None
     summary: dict = field(default_factory=dict)
@@ -38,7 +41,10 @@ class Run:
 def _factors(config: dict, params: dict, dataset: str | None) -> dict:
     merged = {**config, **params}
     factors = {name: merged.get(name, default) for name, default in FACTORS.items()}
-    factors["gamma"] = float(factors["gamma"])
+    try:
+        factors["gamma"] = float(factors["gamma"])
+    except (TypeError, ValueError):  # a hand-edited config: keep the run, under its raw value
+        factors["gamma"] = str(factors["gamma"])
     factors["mask_value"] = str(factors["mask_value"])
     factors["data"] = dataset or Path(str(merged.get("data") or "phone-assistant")).name
     factors["level"] = merged.get("loss_level")
@@ -48,8 +54,12 @@ def _factors(config: dict, params: dict, dataset: str | None) -> dict:
 def load_local(folder: Path) -> list[Run]:
     folder = Path(folder)
     manifest_path = folder / "sweep.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    manifest = read_json(manifest_path, expect=dict) if manifest_path.exists() else {}
     planned, sweep_data = manifest.get("runs", []), manifest.get("data")
+    if not isinstance(planned, list) or not all(isinstance(r, dict) and isinstance(r.get("run_id"), str)
+                                                for r in planned):
+        raise ValueError(f"{manifest_path}: runs must be a list of objects with a run_id "
+                         "(a file written by sweeps/local.py)")
     run_dirs = {p.parent.name: p.parent for p in (folder / "runs").glob("*/config.json")}
     if not planned and not run_dirs:
         raise FileNotFoundError(f"{folder}: no sweep.json and no runs/*/config.json (expected a folder written "
@@ -59,13 +69,20 @@ def load_local(folder: Path) -> list[Run]:
     for rid in list(params_by_id) + sorted(set(run_dirs) - set(params_by_id)):
         run_dir = run_dirs.get(rid)
         plan = params_by_id.get(rid, {})
-        config_file = read_json(run_dir / "config.json") if run_dir else {}
-        summary = read_json(run_dir / "summary.json") if run_dir and (run_dir / "summary.json").exists() else {}
-        if summary:
-            status = summary.get("status", "running")
+        config_file, summary, damaged = {}, {}, False
+        try:  # one damaged run is listed as unreadable, never the end of the whole report
+            config_file = read_json(run_dir / "config.json", expect=dict) if run_dir else {}
+            summary = read_summary(run_dir) if run_dir else {}
+        except ValueError as err:
+            log.warning("%s; the run is listed as unreadable", err)
+            damaged = True
+        if damaged:
+            status = "unreadable"
+        elif summary:
+            status = str(summary.get(keys.STATUS, "running"))
         else:
             status = "failed" if plan.get("status") == "failed" else "pending"
-        config = config_file.get("config", {})
+        config = config_file.get("config", {}) if isinstance(config_file.get("config", {}), dict) else {}
         params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
         runs.append(Run(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
                         seed=config.get("seed", params.get("seed")), summary=summary,

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> str:
     elif args.folder:
         try:
             runs = load_local(args.folder)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
             parser.error(str(err))
         title, out = f"Sweep {args.folder.name}", args.out or args.folder / "report"
     else:
@@ -331,4 +331,7 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: no report written")

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from safeio import decode_utf8
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
@@ -42,9 +44,12 @@ class Example:
 
 
 def check_tags(tokens: list[str], tags: list[str], where: str, repairs: list[str]) -> list[str]:
-    """Validate one sentence's BIO tags; returns them with orphan `I-X` repaired to `B-X`."""
+    """Validate one sentence's tokens and BIO tags; returns the tags with orphan `I-X` repaired to `B-X`."""
     if not tokens:
         raise DataError(f"{where}: empty sentence (expected at least one token)")
+    for position, token in enumerate(tokens, start=1):
+        if not token.strip():  # it yields no subword: every later word would be scored against the wrong tag
+            raise DataError(f"{where}: token {position} is {token!r} (expected a non-empty word)")
     if len(tokens) != len(tags):
         raise DataError(f"{where}: {len(tokens)} tokens but {len(tags)} tags (expected one tag per token)")
     fixed = []
@@ -76,7 +81,11 @@ def _read_lines(path: Path) -> list[str]:
     trailing blank lines are dropped."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")]
+    try:
+        text = decode_utf8(path.read_bytes(), path)
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
@@ -95,8 +104,28 @@ def _json_objects(path: Path):
         yield f"{path}:{number}", record
 
 
+def _label(record: dict, key: str, where: str, optional: bool = False) -> str | None:
+    """A sentence-level label: a non-empty string (or, if `optional`, null/absent)."""
+    value = record.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _same_command_presence(examples: list[Example], places: list[str]) -> None:
+    """Commands on every sentence or on none: a null among them names its line, not a later traceback."""
+    present = [ex.command is not None for ex in examples]
+    if any(present) and not all(present):
+        odd = present.index(not present[0]) if present.count(present[0]) > 1 else 0
+        raise DataError(f"{places[odd]}: command is {'missing or null' if not present[odd] else 'set'} while "
+                        f"{places[0 if odd else 1]} {'has one' if not present[odd] else 'has none'} "
+                        "(expected a command for every sentence or for none)")
+
+
 def read_jsonl_split(path: Path) -> list[Example]:
-    examples, repairs = [], []
+    examples, repairs, places = [], [], []
     for where, record in _json_objects(path):
         missing = [key for key in ("tokens", "tags", "intent") if key not in record]
         if missing:
@@ -104,11 +133,11 @@ def read_jsonl_split(path: Path) -> list[Example]:
         for key in ("tokens", "tags"):
             if not isinstance(record[key], list) or not all(isinstance(t, str) for t in record[key]):
                 raise DataError(f"{where}: {key} must be a list of strings")
-        for key in ("intent", "command"):
-            if key in record and not isinstance(record[key], str) and not (key == "command" and record[key] is None):
-                raise DataError(f"{where}: {key} must be a string, got {record[key]!r}")
+        intent, command = _label(record, "intent", where), _label(record, "command", where, optional=True)
         tags = check_tags(record["tokens"], record["tags"], where, repairs)
-        examples.append(Example(record["tokens"], tags, record["intent"], record.get("command")))
+        examples.append(Example(record["tokens"], tags, intent, command))
+        places.append(where)
+    _same_command_presence(examples, places)
     _warn_repairs(repairs)
     return _nonempty(examples, path)
 
@@ -139,6 +168,8 @@ def read_jointbert_split(folder: Path) -> list[Example]:
         if not intent.strip():
             raise DataError(f"{folder / 'label'}:{i + 1}: empty intent label")
         command = commands[i].strip() if commands is not None else None
+        if command == "":
+            raise DataError(f"{command_file}:{i + 1}: empty command label")
         examples.append(Example(tokens, tags, intent.strip(), command))
     _warn_repairs(repairs)
     return _nonempty(examples, folder / "seq.in")
@@ -153,30 +184,42 @@ def write_jointbert_split(folder: Path, examples: list[Example]) -> None:
         (folder / "command").write_text("".join(e.command + "\n" for e in examples), encoding="utf-8")
 
 
-MASSIVE_SLOT_RE = re.compile(r"\[\s*([^\]:]+?)\s*:\s*([^\]]*?)\s*\]")
-
-
 def parse_massive_annotation(annot_utt: str, where: str) -> tuple[list[str], list[str]]:
-    """`wake me at [time : five am]` -> tokens and BIO tags (`B-time I-time`)."""
+    """`wake me at [time : five am]` -> tokens and BIO tags (`B-time I-time`).
+
+    Strict: every `[` closes with `]` before the next `[` (no nesting), holds `slot : value` with a
+    non-empty slot name and value, and no `]` stands alone; anything else is a DataError.
+    """
     tokens, tags = [], []
     position = 0
-    for match in MASSIVE_SLOT_RE.finditer(annot_utt):
-        outside = annot_utt[position:match.start()]
-        if "[" in outside or "]" in outside:
-            raise DataError(f"{where}: unbalanced bracket in annot_utt {annot_utt!r}")
+    while position < len(annot_utt):
+        opening = annot_utt.find("[", position)
+        outside = annot_utt[position:] if opening < 0 else annot_utt[position:opening]
+        if "]" in outside:
+            column = position + outside.index("]") + 1
+            raise DataError(f"{where}: unbalanced bracket: ']' without '[' at column {column} "
+                            f"in annot_utt {annot_utt!r}")
         tokens += outside.split()
         tags += ["O"] * len(outside.split())
-        slot, value = match.group(1).strip(), match.group(2).split()
-        if not value:
+        if opening < 0:
+            break
+        closing = annot_utt.find("]", opening + 1)
+        nested = annot_utt.find("[", opening + 1)
+        if closing < 0:
+            raise DataError(f"{where}: unbalanced bracket: '[' at column {opening + 1} is never closed "
+                            f"in annot_utt {annot_utt!r}")
+        if 0 <= nested < closing:
+            raise DataError(f"{where}: nested bracket: '[' at column {nested + 1} (slots cannot nest) "
+                            f"in annot_utt {annot_utt!r}")
+        slot, colon, value = annot_utt[opening + 1:closing].partition(":")
+        slot, words = slot.strip(), value.split()
+        if not colon or not slot or len(slot.split()) != 1:
+            raise DataError(f"{where}: slot at column {opening + 1} is not '[name : value]' in annot_utt {annot_utt!r}")
+        if not words:
             raise DataError(f"{where}: empty slot value for {slot!r} in annot_utt")
-        tokens += value
-        tags += [f"B-{slot}"] + [f"I-{slot}"] * (len(value) - 1)
-        position = match.end()
-    rest = annot_utt[position:]
-    if "[" in rest or "]" in rest:
-        raise DataError(f"{where}: unbalanced bracket in annot_utt {annot_utt!r}")
-    tokens += rest.split()
-    tags += ["O"] * len(rest.split())
+        tokens += words
+        tags += [f"B-{slot}"] + [f"I-{slot}"] * (len(words) - 1)
+        position = closing + 1
     return tokens, tags
 
 
@@ -184,8 +227,11 @@ def _massive_example(where: str, record: dict, repairs: list[str]) -> Example:
     missing = [key for key in ("annot_utt", "intent") if key not in record]
     if missing:
         raise DataError(f"{where}: missing key(s) {missing} (expected MASSIVE annot_utt, intent, scenario)")
+    if not isinstance(record["annot_utt"], str):
+        raise DataError(f"{where}: annot_utt must be a string, got {record['annot_utt']!r}")
+    intent, scenario = _label(record, "intent", where), _label(record, "scenario", where, optional=True)
     tokens, tags = parse_massive_annotation(record["annot_utt"], where)
-    return Example(tokens, check_tags(tokens, tags, where, repairs), record["intent"], record.get("scenario"))
+    return Example(tokens, check_tags(tokens, tags, where, repairs), intent, scenario)
 
 
 def read_massive(path: Path) -> dict[str, list[Example]]:
@@ -200,7 +246,7 @@ def read_massive(path: Path) -> dict[str, list[Example]]:
         splits = {s: [] for s in SPLITS}
         for where, record in _json_objects(path):
             partition = record.get("partition")
-            if partition not in splits:
+            if not isinstance(partition, str) or partition not in splits:
                 raise DataError(f"{where}: partition {partition!r} (expected one of {list(SPLITS)})")
             splits[partition].append(_massive_example(where, record, repairs))
         for s in SPLITS:

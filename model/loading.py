@@ -9,7 +9,6 @@ vocabularies and the invalid-label mask are the run's own, in the run's order.
 """
 from __future__ import annotations
 
-import json
 import pickle
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -19,8 +18,10 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from config import Config
+from safeio import read_json
+from telemetry.record import read_summary
 from data.labels import LabelSpace, Vocab
-from model.checkpoint import load_checkpoint
+from model.checkpoint import CheckpointError, load_checkpoint
 from model.multitask import MultiTaskNLU, build_encoder
 
 CHECKPOINTS = ("best", "last")
@@ -60,10 +61,6 @@ def labels_from_record(record: dict) -> LabelSpace:
                       tags=Vocab(names["tags"]), tag_counts=Counter(), invalid_tags=list(names["invalid_tags"]))
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
     path = run_dir / "config.json"
     if not run_dir.is_dir():
@@ -71,7 +68,7 @@ def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a run directory (no config.json; expected one written by train.py)")
     try:
-        record = _read_json(path)
+        record = read_json(path, expect=dict)
         known = {f.name for f in fields(Config)}
         cfg = Config(**{k: v for k, v in record["config"].items() if k in known})
         labels = labels_from_record(record)
@@ -113,13 +110,12 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     try:
         state = load_checkpoint(weights, device)
         model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:  # a damaged file
+    except (CheckpointError, RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:  # damaged
         raise RunError(f"{weights}: not a checkpoint of this run ({type(err).__name__}: "
                        f"{str(err).splitlines()[0]})") from None
-    summary_path = run_dir / "summary.json"
     try:
-        summary = _read_json(summary_path) if summary_path.is_file() else {}
+        summary = read_summary(run_dir)
     except ValueError as err:
-        raise RunError(f"{summary_path}: not valid JSON ({err})") from None
+        raise RunError(str(err)) from None
     return LoadedRun(run_dir, cfg, record, summary, labels, tokenizer, model.to(device).eval(), checkpoint,
                      int(state.get("train_state", {}).get("step", 0)))

@@ -21,10 +21,17 @@ All runs of a sweep share one folder and one W&B group:
 
 A failed run is recorded and the others go on. Running the same command again skips the runs
 that finished and resumes the ones that stopped after a checkpoint.
+
+One runner owns a sweep folder at a time (`<folder>/.runner.lock`, an flock the kernel drops when
+the runner dies); a second one exits at once naming the holder's pid. Runs die with their runner
+(Linux: PR_SET_PDEATHSIG sends them SIGTERM, so they record the crash), and each run holds its own
+lock, so a run is never trained twice at once. A run whose checkpoints are all damaged is marked
+failed with that reason and left alone until `--fresh` starts it over.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
@@ -40,6 +47,9 @@ from pathlib import Path
 import yaml
 
 from config import Config  # the flag names train.py accepts (the project is installed: pip install -e .)
+from safeio import FolderLock, LockedError, atomic_write_text, read_json, verify
+from telemetry import keys
+from telemetry.record import read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,21 +155,55 @@ def plan(sweep_path: Path, out: Path, data: str | None = None, count: int | None
 
 
 def run_status(folder: Path, rid: str) -> str:
-    summary = folder / "runs" / rid / "summary.json"
-    if not summary.exists():
-        return "pending"
     try:
-        return json.loads(summary.read_text(encoding="utf-8")).get("status", "pending")
-    except json.JSONDecodeError:
+        status = read_summary(folder / "runs" / rid).get(keys.STATUS, "pending")
+    except ValueError:  # damaged: train.py keeps a backup and rewrites it when the run goes on
         return "pending"
+    return status if isinstance(status, str) else "pending"
 
 
-def launch(run: dict, folder: Path, threads: int) -> int:
-    """Run one sweep run as a subprocess; returns its exit code."""
+def resume_problem(run_dir: Path) -> str | None:
+    """Why this run cannot resume (every last checkpoint damaged, or best.pt), or None: no checkpoint, or an intact one.
+    Checked here with the checksums alone, so a hopeless resume is not relaunched on every rerun."""
+    candidates = [run_dir / "checkpoints" / name for name in ("last.pt", "last.prev.pt")]
+    if not any(path.exists() for path in candidates):
+        return None
+    best = run_dir / "checkpoints" / "best.pt"
+    problems = [verify(best)] if best.exists() and verify(best) else [verify(path) for path in candidates]
+    if None in problems:
+        return None
+    return "cannot resume: " + "; ".join(problems) + "; rerun the sweep with --fresh to start this run over"
+
+
+def _prctl():
+    """libc's prctl, looked up in the runner: a forked child should only call it, not load anything."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the runner's own SIGTERM/Ctrl-C handling still applies
+        return None
+
+
+PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """preexec_fn: the child gets SIGTERM when the runner dies, even by SIGKILL (Linux only)."""
+    def setup():
+        if PRCTL is not None:
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # the runner died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
+    return setup
+
+
+def launch(run: dict, folder: Path, threads: int, fresh: bool = False) -> int:
+    """Run one sweep run as a subprocess (resumed if it has a checkpoint, unless `fresh`); returns its exit code."""
     rid = run["run_id"]
     run_dir = folder / "runs" / rid
     args = list(run["args"])
-    if (run_dir / "checkpoints" / "last.pt").exists():
+    checkpoints = run_dir / "checkpoints"
+    if not fresh and ((checkpoints / "last.pt").exists() or (checkpoints / "last.prev.pt").exists()):
         args.append(f"--resume={run_dir}")
     env = {**os.environ, "WANDB_RUN_ID": rid, "WANDB_RUN_GROUP": folder.name, "OMP_NUM_THREADS": str(threads),
            "PYTHONUNBUFFERED": "1"}
@@ -167,7 +211,8 @@ def launch(run: dict, folder: Path, threads: int) -> int:
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(args)}\n")
         log.flush()
-        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_die_with_parent(os.getpid()))
         RUNNING.add(process)
         try:
             code = process.wait()
@@ -186,23 +231,37 @@ def _interrupt(signum=None, frame=None):
     raise KeyboardInterrupt
 
 
-def execute(sweep: dict, workers: int = 2) -> dict:
-    """Run every planned run that has not finished; returns {run_id: status}."""
+def execute(sweep: dict, workers: int = 2, fresh: bool = False) -> dict:
+    """Run every planned run that has not finished; returns {run_id: status}. Holds the folder's
+    runner lock throughout (LockedError if another runner has it)."""
+    folder = Path(sweep["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder, ".runner.lock", what="sweep folder"):
+        return _execute(sweep, folder, workers, fresh)
+
+
+def _execute(sweep: dict, folder: Path, workers: int, fresh: bool) -> dict:
     from tqdm import tqdm
 
-    folder = Path(sweep["folder"])
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     status = {run["run_id"]: run_status(folder, run["run_id"]) for run in sweep["runs"]}
-    todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished"]
-    write_manifest(sweep, status)
+    problems = {rid: resume_problem(folder / "runs" / rid) for rid in status if status[rid] != "finished"}
+    problems = {rid: problem for rid, problem in problems.items() if problem}
+    reasons = {} if fresh else dict(problems)  # with --fresh these runs start over; others still resume
+    for rid, problem in reasons.items():
+        status[rid] = "failed"
+        print(f"run {rid}: {problem}", file=sys.stderr)
+    todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished" and run["run_id"] not in reasons]
+    write_manifest(sweep, status, reasons)
     print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
           f"{len(todo)} to run with {workers} worker(s) -> {folder}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
-            futures = {pool.submit(launch, run, folder, threads): run["run_id"] for run in todo}
+            futures = {pool.submit(launch, run, folder, threads, run["run_id"] in problems): run["run_id"]
+                       for run in todo}
             for future in as_completed(futures):
                 rid = futures[future]
                 try:
@@ -212,8 +271,11 @@ def execute(sweep: dict, workers: int = 2) -> dict:
                     tqdm.write(f"run {rid} could not start: {err}")
                 status[rid] = run_status(folder, rid) if code == 0 else "failed"
                 if code != 0:
-                    tqdm.write(f"run {rid} failed (exit {code}); see {folder / 'logs' / (rid + '.log')}")
-                write_manifest(sweep, status)
+                    reasons[rid] = resume_problem(folder / "runs" / rid) or f"exit {code}"
+                    tqdm.write(f"run {rid} failed ({reasons[rid]}); see {folder / 'logs' / (rid + '.log')}")
+                else:
+                    reasons.pop(rid, None)
+                write_manifest(sweep, status, reasons)
                 bar.update(1)
     except BaseException:
         _stop_children_quietly()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records
@@ -223,13 +285,14 @@ def execute(sweep: dict, workers: int = 2) -> dict:
     return status
 
 
-def write_manifest(sweep: dict, status: dict) -> None:
-    folder = Path(sweep["folder"])
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = {**sweep, "runs": [{**run, "status": status[run["run_id"]]} for run in sweep["runs"]]}
-    tmp = folder / "sweep.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, folder / "sweep.json")
+def write_manifest(sweep: dict, status: dict, reasons: dict | None = None) -> None:
+    """sweep.json: every planned run, its status and, for a failed run, why (`reason`)."""
+    reasons = reasons or {}
+    runs = [{**run, "status": status[run["run_id"]],
+             **({"reason": reasons[run["run_id"]]} if run["run_id"] in reasons else {})} for run in sweep["runs"]]
+    manifest = {**sweep, "runs": runs}
+    atomic_write_text(Path(sweep["folder"]) / "sweep.json",
+                      json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="dataset passed to every run as --data (default: the YAML's)")
     parser.add_argument("--count", type=int, default=None, help="number of runs of a random sweep")
     parser.add_argument("--dry_run", action="store_true", help="print each run's command and exit")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over the runs that cannot resume (every checkpoint damaged); the earlier "
+                             "attempt moves to its previous/ folder")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers={args.workers}: expected a positive integer")
@@ -254,10 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        status = execute(sweep, args.workers)
+        status = execute(sweep, args.workers, args.fresh)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the same command resumes {sweep['name']}", file=sys.stderr)
         return 130
+    except (LockedError, OSError) as err:  # another runner owns the folder, or it cannot be written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     folder = Path(sweep["folder"])
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
     print(f"\n{sweep['name']}: {counts} in {time.perf_counter() - start:.0f} s")

@@ -33,7 +33,7 @@ def test_cli_accepts_what_wandb_agent_passes():
     (["--loss_impl=sparse"], "--loss_impl='sparse': expected one of dense, gather"),
     (["--mask_value=banana"], "--mask_value"),
     (["--precision=fp16", "--mask_value=-1e9"], "does not fit in torch.float16"),
-    (["--epochs=0"], "--epochs=0: expected a positive integer"),
+    (["--epochs=0"], "--epochs=0: expected an integer in [1, inf)"),
 ])
 def test_cli_errors_name_the_flag(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -111,7 +111,7 @@ def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_d
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", small_data, "--run_id=cut")
     cut_dir = tmp_path / "cut" / "cut"
-    assert read_json(cut_dir / "summary.json")["status"] == "crashed"
+    assert read_json(cut_dir / "summary.json")["status"] == "interrupted"  # a KeyboardInterrupt, as Ctrl-C
     assert len(read_history(cut_dir / "history.jsonl")) > 0  # the crashed run keeps its history
     monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
     resumed = train.main([f"--resume={cut_dir}"])

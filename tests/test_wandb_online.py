@@ -104,7 +104,7 @@ def test_crash_resume_and_fresh_rerun_map_to_the_right_wandb_runs(tmp_path, tiny
     monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
     assert read_json(tmp_path / "same" / "summary.json")["wandb_id"] == "same"
     crashed, = wandb_runs(tmp_path)
-    assert crashed["run_id"] == "same" and crashed["summary"]["status"] == "crashed"
+    assert crashed["run_id"] == "same" and crashed["summary"]["status"] == "interrupted"  # Ctrl-C
     assert crashed["state"] != "finished" and crashed["resume"] is False  # fresh: never attaches
 
     train.main([f"--resume={tmp_path / 'same'}"])

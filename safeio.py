@@ -1,0 +1,181 @@
+"""Writes that survive kills and full disks, reads that name the file and line, and folder locks.
+
+Every file a run or a sweep writes goes through `atomic_write`: the bytes go to a temporary file
+beside the target, are flushed to disk, then renamed over it, so a reader sees the old file or the
+new one, never half of either. When the disk is full or read-only the temporary file is removed
+and `StorageError` names the path and the free space. This module imports no torch.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+
+class StorageError(OSError):
+    """A file that cannot be written (full disk, read-only folder); the message names path and free space."""
+
+
+class LockedError(OSError):
+    """A folder already owned by another live process; the message names the folder and its pid."""
+
+
+def free_space(path: Path) -> str:
+    """Free space of the filesystem holding `path` (or its nearest existing parent), for messages."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "free space unknown"
+    if free < 1024:
+        return f"{free} B free"
+    exponent = min(3, int(math.log(free, 1024)))
+    return f"{free / 1024 ** exponent:.1f} {('B', 'KiB', 'MiB', 'GiB')[exponent]} free"
+
+
+def storage_error(path: Path, err: OSError) -> StorageError:
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    hint = {errno.ENOSPC: "; free some space or choose another --output_dir",
+            errno.EDQUOT: "; over quota", errno.EROFS: "; the filesystem is read-only",
+            errno.EACCES: "; no permission"}.get(err.errno, "")
+    error = StorageError(f"{path}: cannot write ({reason}, {free_space(path)}){hint}")
+    error.errno = err.errno  # kept for callers; str() stays the one-line message, without "[Errno N]"
+    return error
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` all at once; on any failure the target is untouched and no temp file stays."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temp file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())  # the rename must not reach the disk before the bytes do
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, err) from None
+    except BaseException:  # a signal mid-write: leave no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode_utf8(raw: bytes, path: Path) -> str:
+    """UTF-8 text (a BOM dropped); invalid bytes are reported as `<file>:<line>: ...`, not a codec traceback."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {column})") from None
+
+
+def read_text(path: Path) -> str:
+    return decode_utf8(Path(path).read_bytes(), path)
+
+
+def read_json(path: Path, expect: type | None = None):
+    """A JSON file; damage is reported as `<file>:<line>:<column>: ...`, and `expect` checks the top-level type."""
+    path = Path(path)
+    try:
+        value = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON ({err.msg})") from None
+    if expect is not None and not isinstance(value, expect):
+        raise ValueError(f"{path}: expected a JSON {expect.__name__}, got {type(value).__name__}")
+    return value
+
+
+def sidecar(path: Path) -> Path:
+    """Where the checksum of `path` lives: `<name>.sha256` beside it."""
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def write_checked(path: Path, data: bytes) -> None:
+    """`data` and its checksum sidecar. Checksum first, then the bytes: between the two renames the
+    pair disagrees, so a kill there leaves a file that is refused, never unverified bytes accepted."""
+    atomic_write_text(sidecar(path), json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}))
+    atomic_write(path, data)
+
+
+def verify(path: Path) -> str | None:
+    """None if `path` matches its checksum, else why not (for messages)."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path}: missing"
+    try:
+        expected = json.loads(sidecar(path).read_text(encoding="utf-8"))
+        digest, size = str(expected["sha256"]), int(expected["size"])
+    except FileNotFoundError:
+        return f"{path}: no checksum file {sidecar(path).name} (cannot verify it)"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"{sidecar(path)}: damaged checksum file"
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        return f"{path}: damaged file ({actual_size} bytes, expected {size})"
+    if sha256_file(path) != digest:
+        return f"{path}: damaged file (SHA-256 does not match {sidecar(path).name})"
+    return None
+
+
+class FolderLock:
+    """Exclusive ownership of a folder through `fcntl.flock` on `<folder>/<name>`.
+
+    The kernel drops the lock when the holder exits, however it dies (SIGKILL included), so a stale
+    lock file never blocks anyone; the file holds the owner's pid only to name it in the message.
+    """
+
+    def __init__(self, folder: Path, name: str = ".lock", what: str = "folder"):
+        self.path = Path(folder) / name
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(f"{self.path.parent}: this {self.what} is in use by another process (pid {holder}); "
+                              "wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __del__(self) -> None:  # an owner dropped without release (an error path): free the folder
+        self.release()
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
