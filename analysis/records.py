@@ -10,22 +10,23 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config import Config
 from telemetry import keys
 from telemetry.record import read_history, read_json, read_summary
 from telemetry.wandb_values import from_wandb
 
 log = logging.getLogger(__name__)
 
-# The factors a report groups by, and their defaults (train.py's) when a run does not say.
-FACTORS = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "loss_impl": "dense", "level": None, "data": None}
-# `level` is train.py's --loss_level (the baseline sweep's axis), None elsewhere.
+# The factors a report groups by (train.py's flags, plus the dataset); a run that does not say has
+# train.py's default.
+FACTORS = ("mask_value", "gamma", "lambdas", "loss_impl", "loss_level", "data")
 
 
 @dataclass
 class Run:
     run_id: str
     status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
-    factors: dict                     # mask_value, gamma, lambdas, loss_impl, level, data
+    factors: dict                     # FACTORS -> value
     seed: int | None
     summary: dict = field(default_factory=dict)
     history_path: Path | None = None  # local history.jsonl
@@ -40,14 +41,13 @@ class Run:
 
 def _factors(config: dict, params: dict, dataset: str | None) -> dict:
     merged = {**config, **params}
-    factors = {name: merged.get(name, default) for name, default in FACTORS.items()}
+    factors = {name: merged.get(name, getattr(Config, name)) for name in FACTORS}
     try:
         factors["gamma"] = float(factors["gamma"])
     except (TypeError, ValueError):  # a hand-edited config: keep the run, under its raw value
         factors["gamma"] = str(factors["gamma"])
     factors["mask_value"] = str(factors["mask_value"])
-    factors["data"] = dataset or Path(str(merged.get("data") or "phone-assistant")).name
-    factors["level"] = merged.get("loss_level")
+    factors["data"] = dataset or Path(str(merged.get("data") or Config.data)).name
     return factors
 
 
@@ -90,8 +90,9 @@ def load_local(folder: Path) -> list[Run]:
     return runs
 
 
-HISTORY_KEYS = ["loss/total", "loss/entity", "loss/intent", "loss/command", "grad/norm",
-                "dist/entity/pred_non_O", "dist/intent/max_share", "dist/command/max_share"]
+# What the report's plots read from each W&B run's history.
+HISTORY_KEYS = [keys.LOSS_TOTAL, *(keys.loss(t) for t in keys.TASKS), keys.GRAD_NORM,
+                keys.entity_dist(keys.PRED_NON_O), *(keys.max_share(t) for t in keys.SENTENCE_TASKS)]
 
 
 def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
@@ -109,7 +110,7 @@ def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
             wandb_run.state, wandb_run.state)
         run = Run(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
                   seed=config.get("seed"), summary=summary)
-        run._history = [{"step": row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
-                        for row in wandb_run.scan_history() if "loss/total" in row]
+        run._history = [{keys.STEP: row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
+                        for row in wandb_run.scan_history() if keys.LOSS_TOTAL in row]
         runs.append(run)
     return runs

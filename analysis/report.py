@@ -20,23 +20,29 @@ from pathlib import Path
 
 from analysis.records import Run, load_local, load_wandb
 from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
+from telemetry import keys
 
 # The write-up's two configurations and its own expectations (guesses, not measurements).
 BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
 AFTER = {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new"}
+TEST_ENTITY_F1 = keys.split_metric("test", keys.ENTITY_F1)
+TEST_INTENT_F1, TEST_COMMAND_F1 = (keys.split_metric("test", keys.macro_f1(t)) for t in keys.SENTENCE_TASKS)
+TEST_PRED_NON_O = keys.split_metric("test", keys.entity_eval(keys.PRED_NON_O))
+FINAL_LOSS = keys.final(keys.LOSS_TOTAL)
 ROWS = [  # (label, summary key, write-up before, write-up expected after)
-    ("Entity F1", "test/entity_f1", "0.0", "0.2-0.4"),
-    ("pred_non_O", "test/entity/pred_non_O", "0%", "20-30%"),
-    ("Final train loss", "final/loss/total", "NaN", "stable, 0.8-2.0"),
-    ("Masked-label predictions (I-PHONE etc.)", "test/entity/masked_pred", "0 (collapsed)", "0 (masked)"),
-    ("Intent F1", "test/intent_f1", "0.0", "0.3-0.5"),
-    ("Command F1", "test/command_f1", "collapsed", "-"),
-    ("Collapse rate", "health/collapsed", "(collapsed)", "(healthy)"),
+    ("Entity F1", TEST_ENTITY_F1, "0.0", "0.2-0.4"),
+    ("pred_non_O", TEST_PRED_NON_O, "0%", "20-30%"),
+    ("Final train loss", FINAL_LOSS, "NaN", "stable, 0.8-2.0"),
+    ("Masked-label predictions (I-PHONE etc.)", keys.split_metric("test", keys.entity_eval(keys.MASKED_PRED)),
+     "0 (collapsed)", "0 (masked)"),
+    ("Intent F1", TEST_INTENT_F1, "0.0", "0.3-0.5"),
+    ("Command F1", TEST_COMMAND_F1, "collapsed", "-"),
+    ("Collapse rate", keys.COLLAPSED, "(collapsed)", "(healthy)"),
 ]
 # Reference level of each factor: the write-up's "before" value (or plain CE for the baselines).
-REFERENCE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old", "loss_impl": "dense", "level": "plain_ce"}
-EFFECT_METRICS = [("entity F1", "test/entity_f1"), ("intent F1", "test/intent_f1"), ("command F1", "test/command_f1")]
-GROUPING = ("loss_impl", "mask_value", "gamma", "lambdas", "level")
+REFERENCE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old", "loss_impl": "dense", "loss_level": "plain_ce"}
+EFFECT_METRICS = [("entity F1", TEST_ENTITY_F1), ("intent F1", TEST_INTENT_F1), ("command F1", TEST_COMMAND_F1)]
+GROUPING = ("loss_impl", "mask_value", "gamma", "lambdas", "loss_level")
 
 
 def value(run: Run, key: str) -> float:
@@ -46,7 +52,7 @@ def value(run: Run, key: str) -> float:
     return math.nan if raw is None else float(raw)
 
 
-PRIORITY = ("level", "loss_impl", "mask_value", "gamma", "lambdas")  # who names a cell when two factors move together
+PRIORITY = ("loss_level", "loss_impl", "mask_value", "gamma", "lambdas")  # who names a cell when two factors move together
 
 
 def determines(runs: list[Run], given: str, other: str) -> bool:
@@ -89,7 +95,7 @@ def before_after(runs: list[Run]) -> list[dict] | None:
         return None
     rows = []
     for label, key, expected_before, expected_after in ROWS:
-        show = collapse_rate if key == "health/collapsed" else lambda runs: fmt_mean_std(*summarize(runs, key))
+        show = collapse_rate if key == keys.COLLAPSED else lambda runs: fmt_mean_std(*summarize(runs, key))
         rows.append({"metric": label, "before": show(before), "after": show(after),
                      "write-up before": expected_before, "write-up expected after": expected_after})
     rows.append({"metric": "Seeds", "before": str(len(before)), "after": str(len(after)),
@@ -98,11 +104,11 @@ def before_after(runs: list[Run]) -> list[dict] | None:
 
 
 def collapse_rate(runs: list[Run]) -> str:
-    return f"{sum(bool(r.summary.get('health/collapsed')) for r in runs)}/{len(runs)}"
+    return f"{sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs)}/{len(runs)}"
 
 
 def first_nonfinite(runs: list[Run]) -> str:
-    steps = sorted({r.summary.get("health/first_nonfinite_step") for r in runs} - {None})
+    steps = sorted({r.summary.get(keys.FIRST_NONFINITE_STEP) for r in runs} - {None})
     return ", ".join(map(str, steps)) or "never"
 
 
@@ -110,7 +116,7 @@ def transient_episodes(runs: list[Run]) -> str:
     """Degenerate-prediction episodes that recovered (an early majority-class phase, say): how many
     runs had one, and the median onset step and length over those episodes. Episodes that lasted to the
     end of a run are part of its collapse, not counted here."""
-    recovered = [[e for e in r.summary.get("health/episodes") or [] if e.get("recovered")] for r in runs]
+    recovered = [[e for e in r.summary.get(keys.EPISODES) or [] if e.get("recovered")] for r in runs]
     episodes = [e for run_episodes in recovered for e in run_episodes]
     if not episodes:
         return "none"
@@ -128,9 +134,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
         members = cells[key]
         row = {("mask" if f == "mask_value" else f): _show(v) for f, v in zip(factors, key)}
         row["seeds"] = len(members)
-        for label, metric in [("entity F1", "test/entity_f1"), ("intent F1", "test/intent_f1"),
-                              ("command F1", "test/command_f1"), ("pred_non_O", "test/entity/pred_non_O"),
-                              ("final loss", "final/loss/total")]:
+        for label, metric in [*EFFECT_METRICS, ("pred_non_O", TEST_PRED_NON_O), ("final loss", FINAL_LOSS)]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)
         row["transient episodes"] = transient_episodes(members)
@@ -158,8 +162,8 @@ def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, a
 
 def effect_verdict(factor: str, level, reference, runs_level: list[Run], runs_ref: list[Run], delta) -> str:
     name = "mask" if factor == "mask_value" else factor
-    c_level = sum(bool(r.summary.get("health/collapsed")) for r in runs_level)
-    c_ref = sum(bool(r.summary.get("health/collapsed")) for r in runs_ref)
+    c_level = sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs_level)
+    c_ref = sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs_ref)
     text = (f"{name}={_show(reference)} collapsed {c_ref} of {len(runs_ref)} runs, "
             f"{name}={_show(level)} {c_level} of {len(runs_level)}. ")
     mean, low, high, n = delta
@@ -206,7 +210,7 @@ def factor_effects(runs: list[Run], factors: list[str]) -> list[dict]:
 
 def type_deltas(runs: list[Run], factors: list[str], top: int = 5) -> list[dict]:
     """For each factor level against its reference, the entity types whose test F1 moves most."""
-    types = sorted({k.split("/")[2] for r in runs for k in r.summary if k.startswith("test/entity_type/")})
+    types = sorted({t for r in runs for t in keys.entity_types_in(r.summary, "test")})
     rows = []
     for factor in factors:
         levels = sorted({r.factors[factor] for r in runs}, key=str)
@@ -214,7 +218,7 @@ def type_deltas(runs: list[Run], factors: list[str], top: int = 5) -> list[dict]
         for level in [lv for lv in levels if lv != reference]:
             moves = []
             for entity_type in types:
-                deltas = paired_deltas(runs, factor, level, reference, f"test/entity_type/{entity_type}/f1", factors)
+                deltas = paired_deltas(runs, factor, level, reference, keys.entity_type_metric("test", entity_type, "f1"), factors)
                 if deltas:
                     moves.append((entity_type, paired_interval(deltas)))
             moves.sort(key=lambda m: -abs(m[1][0]) if not math.isnan(m[1][0]) else 0)
@@ -244,7 +248,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def not_finished(runs: list[Run]) -> list[dict]:
     return [{"run": r.run_id, "status": r.status, "factors": cell_name(r, list(GROUPING)) + f" seed={r.seed}",
-             "error": r.summary.get("error", "")} for r in runs if r.status != "finished"]
+             "error": r.summary.get(keys.ERROR, "")} for r in runs if r.status != "finished"]
 
 
 def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> str:
@@ -273,9 +277,9 @@ def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> 
                   markdown_table([{k: v for k, v in row.items() if k != "verdict"} for row in effects]), "\n"]
         parts += [f"- **{row['factor']}={row['level']} vs {row['vs']}** ({row['among']}): {row['verdict']}\n"
                   for row in effects]
-        if "level" in factors:
+        if "loss_level" in factors:
             parts += ["\n### Does the focal term help here? (each loss level against plain cross-entropy)\n\n"]
-            parts += [f"- {row['level']}: {row['verdict']}\n" for row in effects if row["factor"] == "level"]
+            parts += [f"- {row['level']}: {row['verdict']}\n" for row in effects if row["factor"] == "loss_level"]
         type_rows = type_deltas(subset, [f for f in factors if f in GROUPING])
         if type_rows:
             parts += ["\n### Per-type F1 deltas (the types that move most, paired as above)\n\n",

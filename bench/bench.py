@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from telemetry import keys
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +35,7 @@ def train_rate(flags: list[str], steps: int, threads: int, out: Path) -> float:
     import train
 
     summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}", *flags])
-    return summary["perf/steps_per_second"]
+    return summary[keys.PERF_STEPS_PER_SECOND]
 
 
 def trainer_rate(steps: int, threads: int, out: Path) -> float:
@@ -97,7 +99,7 @@ def subprocess_costs(threads: int, out: Path) -> dict[str, float]:
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     summary = json.loads((out / "bench-run" / "summary.json").read_text())
-    return {"imports": imports, "wall": wall, "train": summary["perf/train_seconds"], "peak_mib": peak_mib}
+    return {"imports": imports, "wall": wall, "train": summary[keys.PERF_TRAIN_SECONDS], "peak_mib": peak_mib}
 
 
 def ablation_wall(workers: int, out: Path) -> float:

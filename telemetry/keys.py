@@ -129,6 +129,12 @@ def entity_type_metric(split: str, entity_type: str, stat: str) -> str:
     return split_metric(split, f"entity_type/{entity_type}/{stat}")
 
 
+def entity_types_in(metrics: dict, split: str) -> list[str]:
+    """The entity types that have per-type metrics of `split` in `metrics`."""
+    prefix = split_metric(split, "entity_type/")
+    return sorted({key[len(prefix):].split("/")[0] for key in metrics if key.startswith(prefix)})
+
+
 def span_count(kind: str) -> str:
     return split_metric("test", f"spans/{kind}")
 
@@ -150,9 +156,14 @@ PERF_STEPS_PER_SECOND = "perf/steps_per_second"
 FINAL_PREFIXES = ("loss/", "dist/", GRAD_NORM)  # the last step's numbers kept as final/<key>
 
 
+def prefix(namespace: str) -> str:
+    """Every key of a namespace starts with this, e.g. `loss/`."""
+    return f"{namespace}/"
+
+
 def everything_under(namespace: str) -> str:
     """A W&B `define_metric` glob over one namespace, e.g. `loss/*`."""
-    return f"{namespace}/*"
+    return prefix(namespace) + "*"
 
 
 def final(key: str) -> str:

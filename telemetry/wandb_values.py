@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 import numbers
 
+from telemetry import keys
+
 FINITE_SUFFIX = "_is_finite"
 # Summary keys that a collapsed run leaves NaN or inf: they always carry the `_is_finite` twin.
-NAN_PRONE = ("final/loss/", "final/grad/", "test/loss", "val/loss")
+NAN_PRONE = (keys.final(keys.prefix("loss")), keys.final(keys.prefix("grad")),
+             keys.split_metric("test", keys.EVAL_LOSS), keys.split_metric("dev", keys.EVAL_LOSS))
 NONFINITE_TEXT = ("NaN", "inf", "-inf")
 # Old runs logged the sweep metric and the flags with define_metric(summary=...): {"max": x}.
 _AGGREGATES = ("max", "min", "last", "best", "mean")

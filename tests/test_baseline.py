@@ -109,4 +109,4 @@ command: ["${env}", "${interpreter}", "${program}", "${args}"]
     assert all(r.summary.get("test/command_f1") is None for r in runs)  # no command file: head disabled
     report = build_report(runs, "mini", folder / "report", plots=False)
     assert "Does the focal term help here?" in report
-    assert "| level | focal_g2 | plain_ce | all runs | 2 |" in report
+    assert "| loss_level | focal_g2 | plain_ce | all runs | 2 |" in report
