@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data.formats import write_jsonl_split
-from data.phone_assistant import generate
+from tests.datasets import write_generated
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +20,33 @@ def _no_wandb_account(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """The embedded generator at a small size: the same label structure, fast to train on."""
-    folder = tmp_path_factory.mktemp("small-phone-assistant")
-    for split, examples in generate(seed=5, sizes=(960, 96, 96)).items():
-        write_jsonl_split(folder / f"{split}.jsonl", examples)
-    return folder
+    return write_generated(tmp_path_factory.mktemp("small-phone-assistant"), (960, 96, 96))
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Two batches of 64 per epoch: W&B checks of multi-epoch runs stay a few seconds."""
-    folder = tmp_path_factory.mktemp("tiny-phone-assistant")
-    for split, examples in generate(seed=5, sizes=(128, 32, 32)).items():
-        write_jsonl_split(folder / f"{split}.jsonl", examples)
-    return folder
+    return write_generated(tmp_path_factory.mktemp("tiny-phone-assistant"), (128, 32, 32))
+
+
+@pytest.fixture
+def crash_in_second_epoch(monkeypatch):
+    """train.py's dev evaluation raises KeyboardInterrupt (as a Ctrl-C would) the second time it runs;
+    call the fixture's `restore()` to evaluate normally again."""
+    import train
+
+    real_evaluate, calls = train.Evaluator.__call__, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train.Evaluator, "__call__", evaluate)
+
+    class Crash:
+        @staticmethod
+        def restore():
+            monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
+    return Crash

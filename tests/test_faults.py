@@ -25,11 +25,10 @@ import torch
 
 import train
 from config import parse_config
-from data.formats import write_jsonl_split
-from data.phone_assistant import generate
 from model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
 from safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
 from telemetry.record import RunRecord, read_history
+from tests.datasets import write_generated
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -41,10 +40,7 @@ spec.loader.exec_module(local)
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     """64/16/16 sentences: 2 optimizer steps an epoch, so a whole run takes a second or two."""
-    folder = tmp_path_factory.mktemp("tiny-data")
-    for split, examples in generate(seed=5, sizes=(64, 16, 16)).items():
-        write_jsonl_split(folder / f"{split}.jsonl", examples)
-    return folder
+    return write_generated(tmp_path_factory.mktemp("tiny-data"), (64, 16, 16))
 
 
 def tiny_args(data: Path, out: Path, run_id: str, epochs: int = 3) -> list[str]:

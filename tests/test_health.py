@@ -6,7 +6,7 @@ import pytest
 
 import train
 from telemetry.health import HealthMonitor, dominant, eval_evidence
-from tests.imbalanced import write_imbalanced
+from tests.datasets import write_imbalanced
 
 
 def scalars(loss=1.0, norm=1.0, non_o=0.3, gold_non_o=0.4, intent_share=0.2, gold_intent_share=0.2):

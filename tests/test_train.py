@@ -97,23 +97,15 @@ def test_same_seed_same_metrics(tmp_path, small_data):
     assert keys and all(a[k] == b[k] for k in keys)
 
 
-def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_data, monkeypatch):
+def test_crashed_then_resumed_run_matches_an_uninterrupted_one(tmp_path, small_data, request):
     whole, _, whole_history = run(tmp_path / "whole", small_data, "--run_id=whole")
-    real_evaluate, calls = train.Evaluator.__call__, []
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train.Evaluator, "__call__", crash_in_second_epoch)
+    crash = request.getfixturevalue("crash_in_second_epoch")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut", small_data, "--run_id=cut")
     cut_dir = tmp_path / "cut" / "cut"
     assert read_json(cut_dir / "summary.json")["status"] == "interrupted"  # a KeyboardInterrupt, as Ctrl-C
     assert len(read_history(cut_dir / "history.jsonl")) > 0  # the crashed run keeps its history
-    monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
+    crash.restore()
     resumed = train.main([f"--resume={cut_dir}"])
     assert resumed["status"] == "finished"
     for key in [k for k in whole if k.startswith(("test/", "final/"))]:

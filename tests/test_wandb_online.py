@@ -87,21 +87,12 @@ def wandb_runs(output_dir: Path) -> list[dict]:
     return runs
 
 
-def test_crash_resume_and_fresh_rerun_map_to_the_right_wandb_runs(tmp_path, tiny_data, monkeypatch):
+def test_crash_resume_and_fresh_rerun_map_to_the_right_wandb_runs(tmp_path, tiny_data, crash_in_second_epoch):
     flags = [f"--data={tiny_data}", f"--output_dir={tmp_path}", "--wandb_mode=offline", "--epochs=2",
              "--batch_size=64", "--threads=1", "--task_grad_every=0", "--run_id=same"]
-    real_evaluate, calls = train.Evaluator.__call__, []
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train.Evaluator, "__call__", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train.main(flags)
-    monkeypatch.setattr(train.Evaluator, "__call__", real_evaluate)
+    crash_in_second_epoch.restore()
     assert read_json(tmp_path / "same" / "summary.json")["wandb_id"] == "same"
     crashed, = wandb_runs(tmp_path)
     assert crashed["run_id"] == "same" and crashed["summary"]["status"] == "interrupted"  # Ctrl-C

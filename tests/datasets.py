@@ -1,14 +1,25 @@
-"""A small dataset unlike the embedded one, written by tests: one intent carries 70% of the sentences,
-a long tail of rare intents and of entity types (some with a handful of spans), multi-token spans.
+"""Datasets the tests write: the embedded generator at small sizes, and one unlike it.
 
-The words carry real signal (each intent has its own cue words, each entity type its own values),
-so a healthy model can learn it; the imbalance makes it spend its first steps on the majority class.
+`write_imbalanced`: one intent carries 70% of the sentences, a long tail of rare intents and of entity
+types (some with a handful of spans), multi-token spans. The words carry real signal (each intent has
+its own cue words, each entity type its own values), so a healthy model can learn it; the imbalance
+makes it spend its first steps on the majority class.
 """
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
+
+from data.formats import write_jsonl_split
+from data.phone_assistant import generate
+
+
+def write_generated(folder: Path, sizes: tuple[int, int, int]) -> Path:
+    """The embedded generator (seed 5) at `sizes` (train, dev, test), as native JSONL in `folder`."""
+    for split, examples in generate(seed=5, sizes=sizes).items():
+        write_jsonl_split(folder / f"{split}.jsonl", examples)
+    return folder
 
 SYLLABLES = "ba be bi bo bu ca co cu da de di do du ga go gu ha he hi ho hu la le li lo lu ma me mi mo mu".split()
 
