@@ -23,6 +23,7 @@ CHOICES = {
     "precision": ("fp32", "bf16", "fp16"),
     "wandb_mode": ("auto", "online", "offline", "disabled"),
     "data_format": ("auto", "jsonl", "jointbert", "massive"),
+    "forensics": ("off", "first", "every"),
 }
 
 # Entity-loss reference levels (sweeps/baseline.yaml): each sets alpha, gamma and unit_class_weights.
@@ -81,6 +82,7 @@ class Config:
     log_every: int = 1             # log every N optimizer steps
     task_grad_every: int = 50      # every N steps, the gradient norm of each task's weighted loss on the encoder; 0 disables
     collapse_window: int = 20      # logged steps a prediction collapse must last to count (a non-finite loss counts at once)
+    forensics: str = "first"       # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
     stop_on_collapse: bool = False  # end a collapsed run early (default: train on to show the whole curve)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
 

@@ -38,6 +38,7 @@ from model.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
+from telemetry.forensics import Forensics
 
 log = logging.getLogger("train")
 
@@ -120,9 +121,10 @@ def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:
 
 
 def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch, autocast, telemetry: bool,
-               task_grads: bool):
+               task_grads: bool, forensics: Forensics | None = None):
     """One optimizer step. Returns the step's numbers as tensors (moved to the host by the caller):
-    always the losses and the total grad norm; with `telemetry`, per-module norms and label counts."""
+    always the losses and the total grad norm; with `telemetry`, per-module norms and label counts.
+    `forensics` replays a non-finite step before the optimizer changes the parameters that produced it."""
     with autocast():
         logits = model(batch["input_ids"], batch["attention_mask"])
     total, weighted, numbers = criterion(logits, batch, epoch)
@@ -147,12 +149,16 @@ def train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch
         numbers["grad/clipped"] = torch.zeros(())
     numbers["grad/norm"] = norm
     numbers["lr"] = torch.tensor(scheduler.get_last_lr()[0])
+    replayed = forensics is not None and forensics.check(model, batch, criterion, epoch, autocast, total, norm,
+                                                         numbers, scaler)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
     scheduler.step()
+    if replayed:
+        forensics.after_step(model)
     if telemetry:
         numbers.update(step_counts(logits, batch))
     return numbers
@@ -230,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
         name=name, id=run_id, dir=str(Path(cfg.output_dir)), config=asdict(cfg), tags=run_tags(cfg)))
     tracker.summary({"status": "running", "run_id": run_id, "run_name": name})
+    forensics = Forensics(cfg.forensics, run_dir, on_record=tracker.summary,
+                          recorded=record.summary.get("health/nan_origin"), start_step=step)
 
     ckpt_state = lambda epoch: dict(config=asdict(cfg), run_id=run_id, epoch=epoch, step=step,  # noqa: E731
                                     n_clipped=n_clipped, best_f1=best_f1, monitor=monitor.state_dict(),
@@ -258,8 +266,10 @@ def main(argv: list[str] | None = None) -> dict:
                 step += 1
                 log_now = step % cfg.log_every == 0  # telemetry and health are computed on logged steps
                 task_grads = log_now and cfg.task_grad_every > 0 and (step == 1 or step % cfg.task_grad_every == 0)
+                forensics.begin_step(step)
                 numbers = to_host(train_step(model, batch, criterion, optimizer, scheduler, scaler, cfg, epoch,
-                                             autocast, telemetry=log_now, task_grads=task_grads))
+                                             autocast, telemetry=log_now, task_grads=task_grads,
+                                             forensics=forensics))
                 n_clipped += int(numbers["grad/clipped"])
                 was_collapsed = monitor.collapsed
                 monitor.check_finite(step, numbers["loss/total"], numbers["grad/norm"], bool(scaler))
@@ -270,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
                     tracker.log(step, {"epoch": epoch, **numbers})
                 if monitor.collapsed and not was_collapsed:
                     tracker.alert("Training collapsed", f"{name}: step {monitor.collapse_step}: "
-                                  + "; ".join(monitor.reasons))
+                                  + "; ".join(monitor.reasons) + (f": {forensics.text}" if forensics.text else ""))
                 train_seconds += time.perf_counter() - started
                 progress.update(1)
                 progress.set_postfix(loss=f"{numbers['loss/total']:.3f}",
@@ -320,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
             log.warning("W&B did not finish cleanly: %s", finish_err)
         raise
     verdict = (f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})"
-               if monitor.collapsed else "healthy")
+               + (f": {forensics.text}" if forensics.text else "") if monitor.collapsed else "healthy")
     print(f"[{run_id}] {name}: {verdict} | test entity F1 {test['test/entity_f1']:.3f}, "
           f"intent F1 {test['test/intent_f1']:.3f}, command F1 {test.get('test/command_f1', float('nan')):.3f}, "
           f"pred_non_O {test['test/pred_non_O']:.3f} | record: {run_dir}")

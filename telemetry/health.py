@@ -71,12 +71,14 @@ class HealthMonitor:
         """Every step, logged or not: a non-finite loss or gradient norm is a collapse at once.
         Under fp16's GradScaler an inf/NaN gradient with a finite loss is an overflow that the scaler
         skips (and answers by lowering the scale), not a collapse."""
-        if not math.isfinite(loss):
+        bad_loss = not math.isfinite(loss)
+        bad_norm = not math.isfinite(norm) and not (scaled and math.isfinite(loss))
+        if bad_loss:
             self._collapse("non-finite loss", step)
-            if self.first_nonfinite_step is None:
-                self.first_nonfinite_step = step
-        if not math.isfinite(norm) and not (scaled and math.isfinite(loss)):
+        if bad_norm:
             self._collapse("non-finite gradient norm", step)
+        if (bad_loss or bad_norm) and self.first_nonfinite_step is None:
+            self.first_nonfinite_step = step  # a NaN gradient under a finite loss is the first one too
 
     def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
         """Flags for one step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
