@@ -14,7 +14,7 @@ import argparse
 import csv
 import math
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -107,6 +107,16 @@ def first_nonfinite(runs: list[Run]) -> str:
     return ", ".join(map(str, steps)) or "never"
 
 
+def nan_origin(runs: list[Run]) -> str:
+    """Where each cell's first NaN came from (train.py's forensics), e.g. 'losses/focal.py:52 MulBackward0, 3/3 runs'."""
+    origins = Counter()
+    for run in runs:
+        origin = run.summary.get("health/nan_origin")
+        if origin:
+            origins[f"{origin.get('source') or origin.get('source_detail')} {origin.get('op')}"] += 1
+    return "; ".join(f"{where}, {n}/{len(runs)} runs" for where, n in origins.most_common()) or "none"
+
+
 def grid(runs: list[Run], factors: list[str]) -> list[dict]:
     cells = defaultdict(list)
     for run in runs:
@@ -122,6 +132,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)
         row["first non-finite step"] = first_nonfinite(members)
+        row["origin of the first NaN"] = nan_origin(members)
         rows.append(row)
     return rows
 

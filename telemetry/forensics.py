@@ -331,13 +331,13 @@ def conclude(facts: dict, components: dict) -> dict:
         phase, first = "backward", facts["backward_inf"] or {}
     forward_module = facts.get("forward_module")
     if phase == "forward" and forward_module and forward_module["name"] != "model":
-        module = _head_of(forward_module["name"])
+        module, param = _head_of(forward_module["name"]), None  # its gradients are NaN because its output was
     else:
-        module = facts.get("grad_module")
+        module, param = facts.get("grad_module"), facts.get("grad_param")
     component = ", ".join(bad) or ", ".join(f"loss/{task}" for task in facts["grad_tasks"]) or None
     return {"phase": phase, "component": component, "op": first.get("op"), "kind": first.get("kind"),
             "source": first.get("source"), "source_detail": first.get("source_detail"), "module": module,
-            "param": facts.get("grad_param"), "inf_origin": facts["forward_inf"] or facts["backward_inf"],
+            "param": param, "inf_origin": facts["forward_inf"] or facts["backward_inf"],
             "forward_module": forward_module, "grad_tasks": facts["grad_tasks"], "components": components,
             "grads_backward": facts["grads_backward"]}
 
