@@ -189,6 +189,10 @@ class Forensics:
         origin = conclude(facts, {k: _show(v) for k, v in components.items()
                                   if k.startswith("loss/") and not k.startswith("loss/weighted/")})
         origin["step"] = self._step
+        # Same parameters, batch and RNG state: the replay must reproduce the step's losses bit for bit.
+        origin["replay_exact"] = all(torch.equal(value, components[key]) or
+                                     bool(value.isnan() and components[key].isnan())
+                                     for key, value in facts["replayed"].items())
         origin["grad_norm"] = _show(norm)
         origin["grads_after_clip"] = _share_by_module(model, lambda p: p.grad)
         self._pending = origin
@@ -251,7 +255,7 @@ def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
             with ops, autocast():
                 logits = model(batch["input_ids"], batch["attention_mask"])
             with ops:
-                total, weighted, _ = criterion(logits, batch, epoch)
+                total, weighted, replayed = criterion(logits, batch, epoch)
             backward = _watch_backward(total if scaler is None else scaler.scale(total), params, model)
             grad_tasks = [task for task, loss in weighted.items()
                           if not all(bool(torch.isfinite(g).all()) for g in torch.autograd.grad(
@@ -259,7 +263,8 @@ def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
     finally:
         for hook in hooks:
             hook.remove()
-    return {"forward_module": first_module or None, "forward_nan": ops.found.get("nan"),
+    return {"replayed": {k: v for k, v in replayed.items() if k.startswith("loss/")},
+            "forward_module": first_module or None, "forward_nan": ops.found.get("nan"),
             "forward_inf": ops.found.get("inf"), "grad_tasks": grad_tasks, **backward}
 
 
@@ -360,7 +365,7 @@ def spread_by(origin: dict) -> str:
     return "backward" if after else "none"
 
 
-SUMMARY_FIELDS = ("step", "phase", "component", "op", "kind", "source", "source_detail", "module", "param",
+SUMMARY_FIELDS = ("step", "replay_exact", "phase", "component", "op", "kind", "source", "source_detail", "module", "param",
                   "inf_origin", "forward_module", "grad_tasks", "components", "grad_norm", "spread_by", "text")
 
 
@@ -388,7 +393,8 @@ def describe(origin: dict) -> str:
         text = f"{what} first in {origin['component']} (forward)"
     else:
         text = f"{'NaN' if origin.get('kind') == 'nan' else 'non-finite'} gradient first from " \
-               f"{origin.get('component') or 'the loss'} (backward)"
+               f"{origin.get('component') or 'the loss'} (backward"
+        text += f"; the loss itself is {first_value})" if isinstance(first_value, str) else ")"
     steps = []
     inf = origin.get("inf_origin")
     if inf and inf.get("source_detail") != origin.get("source_detail"):
