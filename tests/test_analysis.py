@@ -29,6 +29,8 @@ def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
                "test/command_f1": 0.01 if collapsed else 0.8, "test/pred_non_O": 0.0 if collapsed else 0.45,
                "test/masked_label_preds": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
                "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None}
+    if collapsed and not (gamma == 3.0 and lambdas == "old" and seed == 2):  # that one ran with --forensics=off
+        summary["health/nan_origin"] = {"step": 1, "op": "MulBackward0", "source": "losses/focal.py:52"}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     rows = [{"step": s, "loss/total": math.nan if collapsed else 1.0 / s, "loss/entity": 0.5, "loss/intent": 1.0,
              "grad/norm": math.nan if collapsed else 1.0, "dist/entity/pred_non_O": 0.0 if collapsed else 0.3,
@@ -85,6 +87,10 @@ def test_grid_cells_and_paired_effects(sweep_folder):
     cell = next(r for r in rows if (r["mask"], r["gamma"], r["lambdas"]) == ("-1e9", "3", "old"))
     assert cell["entity F1"] == "0.840 ± 0.053" and cell["collapsed"] == "0/3" and cell["first non-finite step"] == "never"
     assert next(r for r in rows if r["mask"] == "-inf")["first non-finite step"] == "1"
+    origins = {(r["mask"], r["gamma"], r["lambdas"]): r["origin of the first NaN"] for r in rows}
+    assert origins[("-inf", "2", "new")] == "losses/focal.py:52 MulBackward0, 3/3 runs"
+    assert origins[("-inf", "3", "old")] == "losses/focal.py:52 MulBackward0, 2/3 runs"
+    assert origins[("-1e9", "3", "old")] == "none"
     # gamma 2 vs 3 among -1e9 runs, paired by seed and lambdas: 0.01 * seed, twice
     deltas = paired_deltas(runs, "gamma", 2.0, 3.0, "test/entity_f1", ["mask_value", "gamma", "lambdas"],
                            within={"mask_value": "-1e9"})
