@@ -153,9 +153,10 @@ def config_lines(run: RunData) -> list[str]:
     loss = f"{get('loss_impl')} focal (alpha {get('alpha')}, gamma {get('gamma')})"
     if cfg.get("loss_level"):
         loss += f", level {cfg['loss_level']}"
-    lines = [f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')} "
-             f"(overrides entity {get('lambda_entity')}, intent {get('lambda_intent')}, command {get('lambda_command')}, "
-             f"warm-up {get('entity_warmup')}); lr {get('lr')}; grad_clip {get('grad_clip')}; "
+    overrides = ", ".join(f"{key} {cfg[key]}" for key in ("lambda_entity", "lambda_intent", "lambda_command",
+                                                          "entity_warmup") if cfg.get(key) is not None)
+    lines = [f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')}"
+             + (f" ({overrides})" if overrides else "") + f"; lr {get('lr')}; grad_clip {get('grad_clip')}; "
              f"precision {get('precision')}; seed {get('seed')}"]
     if run.class_weights:
         weights = dict(zip(run.labels.get("tags") or range(len(run.class_weights)), run.class_weights))

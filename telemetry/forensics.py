@@ -54,9 +54,9 @@ def nonfinite_kind(value) -> str | None:
     tensors = list(_tensors(value))
     if any(torch.isnan(t).any() for t in tensors):
         return "nan"
-    signs = {s for t in tensors if torch.isinf(t).any() for s in ("+inf", "-inf")
-             if (t == (float("inf") if s == "+inf" else float("-inf"))).any()}
-    return None if not signs else signs.pop() if len(signs) == 1 else "inf"
+    infinite = [t[torch.isinf(t)] for t in tensors]
+    positive, negative = (any(bool((sign * x > 0).any()) for x in infinite) for sign in (1, -1))
+    return "inf" if positive and negative else "+inf" if positive else "-inf" if negative else None
 
 
 def _where(frames: list[tuple[str, int, str]]) -> tuple[str | None, str | None]:
@@ -68,10 +68,10 @@ def _where(frames: list[tuple[str, int, str]]) -> tuple[str | None, str | None]:
         path = Path(file).resolve()
         if path == own or "/torch/" in file:
             continue
-        shown = f"{path.relative_to(REPO)}:{line}" if path.is_relative_to(REPO) and ".venv" not in path.parts \
-            else f"{_short(path)}:{line}"
+        inside = path.is_relative_to(REPO) and ".venv" not in path.parts
+        shown = f"{path.relative_to(REPO) if inside else _short(path)}:{line}"
         anywhere = anywhere or shown
-        if path.is_relative_to(REPO) and ".venv" not in path.parts:
+        if inside:
             repo = shown
             break
     return repo, anywhere
