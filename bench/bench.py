@@ -120,8 +120,10 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
     from telemetry.forensics import Forensics
 
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50"]
-    rates = alternate({mode: lambda mode=mode: train_rate([*full, f"--forensics={mode}"], n, threads, out / mode)
-                       for mode in ("first", "off")}, repeats)
+    rates = {"first": [], "off": []}
+    for repeat in range(repeats):  # ABBA order: neither side always runs first in a round
+        for mode in ("first", "off") if repeat % 2 == 0 else ("off", "first"):
+            rates[mode].append(train_rate([*full, f"--forensics={mode}"], n, threads, out / mode))
     print("\n| healthy run, full telemetry | steps/s (best of N) | median | all measurements |\n|---|---|---|---|")
     for mode, values in rates.items():
         print(f"| --forensics={mode} | {max(values):.1f} | {statistics.median(values):.1f} | "
