@@ -129,8 +129,9 @@ def origin_lines(summary: dict) -> list[str]:
         where += f" (called from {origin['source']})"
     forward_module = origin.get("forward_module") or {}
     inside = origin.get("param") or forward_module.get("name")
-    lines.append(f"  phase {origin.get('phase')}; operation {origin.get('op')} at {where}; "
-                 f"module {origin.get('module')}" + (f" ({inside})" if inside else ""))
+    if origin.get("op"):
+        lines.append(f"  phase {origin.get('phase')}; operation {origin.get('op')} at {where}; "
+                     f"module {origin.get('module')}" + (f" ({inside})" if inside else ""))
     if origin.get("inf_origin"):
         inf = origin["inf_origin"]
         lines.append(f"  first infinity: {inf.get('kind')} from {inf.get('op')} at "

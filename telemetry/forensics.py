@@ -263,7 +263,8 @@ def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
     finally:
         for hook in hooks:
             hook.remove()
-    return {"replayed": {k: v for k, v in replayed.items() if k.startswith("loss/")},
+    return {"params_before": _share_by_module(model, lambda p: p.detach()),
+            "replayed": {k: v for k, v in replayed.items() if k.startswith("loss/")},
             "forward_module": first_module or None, "forward_nan": ops.found.get("nan"),
             "forward_inf": ops.found.get("inf"), "grad_tasks": grad_tasks, **backward}
 
@@ -323,6 +324,13 @@ def conclude(facts: dict, components: dict) -> dict:
     NaN at all), the loss components it shows in, and the module it belongs to."""
     bad = [k for k, v in components.items() if isinstance(v, str) and k != "loss/total"]
     fwd_nan, bwd_nan = facts["forward_nan"], facts["backward_nan"]
+    before = facts["params_before"]
+    if before.get("all"):  # an earlier step (or a checkpoint) made them non-finite: nothing new to find here
+        modules = [name for name, share in before.items() if share and name != "all"]
+        return {"phase": "parameters", "component": ", ".join(bad) or None, "op": None, "kind": None,
+                "source": None, "source_detail": None, "module": modules[0] if modules else None, "param": None,
+                "inf_origin": None, "forward_module": facts.get("forward_module"), "grad_tasks": facts["grad_tasks"],
+                "components": components, "grads_backward": facts["grads_backward"], "params_before": before}
     if fwd_nan:
         phase, first = "forward", dict(fwd_nan)
         same_line = bwd_nan and bwd_nan["source_detail"] == fwd_nan["source_detail"]
@@ -386,6 +394,10 @@ def _at(fact: dict) -> str:
 def describe(origin: dict) -> str:
     """One line: 'NaN first in loss/entity: -inf from masked_fill at model/masking.py:56, then
     MulBackward0 at losses/focal.py:52 (entity head gradient) -> spread to all parameters by clip_grad_norm_'."""
+    if origin["phase"] == "parameters":
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in origin["params_before"].items()
+                           if share and name != "all")
+        return f"non-finite before this step: already in the parameters ({shares})"
     components = origin.get("components") or {}
     first_value = next((components[k] for k in (origin.get("component") or "").split(", ") if k in components), None)
     if origin["phase"] == "forward":

@@ -190,3 +190,14 @@ def test_diagnose_folder_without_a_record(tmp_path):
         diagnose.main([str(tmp_path)])
     assert str(exit_info.value) == f"error: {tmp_path}: no config.json (expected a run directory written by " \
                                    "train.py, e.g. runs/<run_id>, or ENTITY/PROJECT/RUN_ID)"
+
+
+def test_every_replays_each_non_finite_step_and_keeps_the_first_as_the_origin(small_data, tmp_path):
+    summary, run_dir, history = run(tmp_path, small_data, "--mask_value=-inf", "--max_steps=3", "--forensics=every")
+    lines = [json.loads(line) for line in (run_dir / "forensics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3] == [row["step"] for row in history]
+    assert summary["health/nan_origin"]["step"] == 1 and summary["health/nan_origin"]["op"] == "MulBackward0"
+    # from step 2 on the NaN is already in the parameters: no operation is blamed for it
+    assert [line["phase"] for line in lines] == ["forward", "parameters", "parameters"]
+    assert lines[1]["op"] is None and lines[1]["params_before"]["all"] == 1.0
+    assert lines[1]["text"].startswith("non-finite before this step: already in the parameters (encoder 100%")
