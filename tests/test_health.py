@@ -34,3 +34,13 @@ def test_prediction_collapse_needs_the_whole_window_and_dates_from_its_start():
     assert flags["health/collapsed"] == 1.0 and monitor.collapse_step == 3
     assert monitor.reasons == ["entity predictions all O"]
     assert flags["health/pred_non_O_out_of_band"] == 1.0 and flags["health/intent_dominant"] == 0.0
+
+
+def test_first_nonfinite_step_counts_a_nan_gradient_under_a_finite_loss():
+    monitor = HealthMonitor(window=3)
+    monitor.check_finite(1, 1.0, 2.0)
+    monitor.check_finite(2, 1.0, float("inf"), scaled=True)  # an fp16 overflow the GradScaler skips
+    assert monitor.first_nonfinite_step is None and not monitor.collapsed
+    monitor.check_finite(3, 1.0, float("nan"))
+    monitor.check_finite(4, float("nan"), float("nan"))
+    assert monitor.first_nonfinite_step == 3 == monitor.collapse_step
