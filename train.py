@@ -42,6 +42,7 @@ from model.tokenization import collate
 from telemetry import HealthMonitor, RunRecord, Tracker, keys, read_json
 from telemetry.distributions import count_scalars, step_counts, to_host
 from telemetry.health import eval_evidence
+from telemetry.forensics import Forensics
 
 log = logging.getLogger("train")
 
@@ -147,9 +148,10 @@ class Optimisation:
 
 
 def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optimisation: Optimisation, epoch: int,
-               autocast, telemetry: bool, task_grads: bool) -> dict[str, torch.Tensor]:
+               autocast, telemetry: bool, task_grads: bool, forensics: Forensics | None = None) -> dict[str, torch.Tensor]:
     """One optimizer step. Returns the step's metrics as tensors (moved to the host by the caller):
-    always the losses and the total grad norm; with `telemetry`, per-module norms and label counts."""
+    always the losses and the total grad norm; with `telemetry`, per-module norms and label counts.
+    `forensics` replays a non-finite step before the optimizer changes the parameters that produced it."""
     with autocast():
         logits = model(batch["input_ids"], batch["attention_mask"])
     total, weighted, metrics = criterion(logits, batch, epoch)
@@ -162,10 +164,14 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
     for name, module in model.named_parts().items() if telemetry else ():
         metrics[keys.module_grad_norm(name)] = torch.nn.utils.get_total_norm(
             [p.grad for p in module.parameters() if p.grad is not None])
-    metrics[keys.GRAD_NORM], metrics[keys.GRAD_CLIPPED] = optimisation.clip(
-        [p for p in model.parameters() if p.grad is not None])
+    norm, metrics[keys.GRAD_CLIPPED] = optimisation.clip([p for p in model.parameters() if p.grad is not None])
+    metrics[keys.GRAD_NORM] = norm
     metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
+    replayed = forensics is not None and forensics.check(model, batch, criterion, epoch, autocast, total, norm,
+                                                         metrics, optimisation.scaler)
     optimisation.step()
+    if replayed:
+        forensics.after_step(model)
     if telemetry:
         metrics.update(step_counts(logits, batch))
     return metrics
@@ -246,6 +252,7 @@ class Run:
     autocast: object
     total_steps: int
     tracker: Tracker | None = None
+    forensics: Forensics | None = None
 
 
 # --- the stages
@@ -329,6 +336,8 @@ def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
         tags=run_tags(cfg)), resuming=checkpoint is not None)
     run.tracker.log_dataset(run.dataset, cfg.data)
     run.tracker.summary({keys.STATUS: "running", keys.RUN_ID: run.run_id, keys.RUN_NAME: run.name})
+    run.forensics = Forensics(cfg.forensics, run.run_dir, on_record=run.tracker.summary,
+                              recorded=run.record.summary.get(keys.NAN_ORIGIN), start_step=state.step)
     return state
 
 
@@ -347,14 +356,15 @@ def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> floa
         state.step += 1
         log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
         task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
+        run.forensics.begin_step(state.step)
         metrics = to_host(train_step(run.model, batch, run.criterion, run.optimisation, epoch, run.autocast,
-                                     telemetry=log_now, task_grads=task_grads))
+                                     telemetry=log_now, task_grads=task_grads, forensics=run.forensics))
         state.n_clipped += int(metrics[keys.GRAD_CLIPPED])
         monitor.check_finite(state.step, metrics[keys.LOSS_TOTAL], metrics[keys.GRAD_NORM], bool(run.optimisation.scaler))
         if log_now:
             log_step(run, state, epoch, metrics)
         if monitor.collapsed:
-            run.tracker.alert("Training collapsed", f"{run.name}: " + "; ".join(monitor.reasons))
+            run.tracker.alert("Training collapsed", f"{run.name}: {collapse_text(run, monitor)}")
         state.last_metrics = metrics
         seconds += time.perf_counter() - started
         progress.update(1)
@@ -425,9 +435,15 @@ def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_
     return test
 
 
+def collapse_text(run: Run, monitor: HealthMonitor) -> str:
+    """The verdict of a collapsed run: every reason with its evidence, and where the first NaN came from."""
+    origin = f": {run.forensics.text}" if run.forensics.text else ""
+    return f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)}){origin}"
+
+
 def verdict_line(run: Run, state: TrainState, test: dict) -> str:
     monitor = state.monitor
-    verdict = f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)})" if monitor.collapsed else "healthy"
+    verdict = collapse_text(run, monitor) if monitor.collapsed else "healthy"
     score = lambda name: test.get(keys.split_metric("test", name), math.nan)  # noqa: E731
     return (f"[{run.run_id}] {run.name}: {verdict} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
             f"intent F1 {score(keys.macro_f1('intent')):.3f}, command F1 {score(keys.macro_f1('command')):.3f}, "
@@ -453,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
         progress.close()
         state.monitor.finalize()
         if state.monitor.collapsed:
-            run.tracker.alert("Training collapsed", f"{run.name}: " + "; ".join(state.monitor.reasons))
+            run.tracker.alert("Training collapsed", f"{run.name}: {collapse_text(run, state.monitor)}")
         test = test_and_summarise(run, state, train_seconds, first_step)
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"

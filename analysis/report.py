@@ -15,7 +15,7 @@ import csv
 import math
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from analysis.records import Run, load_local, load_wandb
@@ -125,6 +125,16 @@ def transient_episodes(runs: list[Run]) -> str:
     return f"{sum(bool(r) for r in recovered)}/{len(runs)} runs, onset {onset:g}, length {length:g} (median)"
 
 
+def nan_origin(runs: list[Run]) -> str:
+    """Where each cell's first NaN came from (train.py's forensics), e.g. 'losses/focal.py:52 MulBackward0, 3/3 runs'."""
+    origins = Counter()
+    for run in runs:
+        origin = run.summary.get(keys.NAN_ORIGIN)
+        if origin:
+            origins[f"{origin.get('source') or origin.get('source_detail')} {origin.get('op')}"] += 1
+    return "; ".join(f"{where}, {n}/{len(runs)} runs" for where, n in origins.most_common()) or "none"
+
+
 def grid(runs: list[Run], factors: list[str]) -> list[dict]:
     cells = defaultdict(list)
     for run in runs:
@@ -139,6 +149,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
         row["collapsed"] = collapse_rate(members)
         row["transient episodes"] = transient_episodes(members)
         row["first non-finite step"] = first_nonfinite(members)
+        row["origin of the first NaN"] = nan_origin(members)
         rows.append(row)
     return rows
 

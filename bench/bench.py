@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench.py                    # about 4 minutes on 2 cores
     .venv/bin/python bench/bench.py --steps=150 --repeats=2   # quicker, noisier
     .venv/bin/python bench/bench.py --ablation         # also the 24-run sweep at 1 and 2 workers (~17 min)
+    .venv/bin/python bench/bench.py --forensics        # only: what --forensics=first costs a healthy run
 
 Every comparison uses the same model, data, batch size, step count and thread count; runs of the
 sides alternate, and ratios use each side's best of `--repeats` (the run least disturbed by the
@@ -110,12 +111,46 @@ def ablation_wall(workers: int, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
+    """A healthy run with --forensics=first (the default) against --forensics=off, alternated, and the
+    per-step hook alone (what every healthy step pays: an RNG-state copy and one finiteness check)."""
+    import timeit
+
+    import torch
+
+    from telemetry.forensics import Forensics
+
+    full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50"]
+    rates = {"first": [], "off": []}
+    for repeat in range(repeats):  # ABBA order: neither side always runs first in a round
+        for mode in ("first", "off") if repeat % 2 == 0 else ("off", "first"):
+            rates[mode].append(train_rate([*full, f"--forensics={mode}"], n, threads, out / mode))
+    print("\n| healthy run, full telemetry | steps/s (best of N) | median | all measurements |\n|---|---|---|---|")
+    for mode, values in rates.items():
+        print(f"| --forensics={mode} | {max(values):.1f} | {statistics.median(values):.1f} | "
+              f"{', '.join(f'{v:.1f}' for v in values)} |")
+    print(f"\ntime per step, --forensics=first / off (best of {repeats}): "
+          f"{max(rates['off']) / max(rates['first']):.3f}")
+    forensics = Forensics("first", out)
+    loss, norm = torch.tensor(1.0), torch.tensor(1.0)
+
+    def healthy_step():
+        forensics.begin_step(1)
+        forensics.check(None, None, None, 0, None, loss, norm, {})
+
+    calls = 20000
+    seconds = min(timeit.repeat(healthy_step, number=calls, repeat=3)) / calls
+    print(f"the hook alone on a healthy step: {seconds * 1e6:.1f} us "
+          f"({seconds * max(rates['off']):.2%} of a step at {max(rates['off']):.1f} steps/s)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="training steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per side (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every side")
     parser.add_argument("--ablation", action="store_true", help="also time the 24-run ablation at 1 and 2 workers")
+    parser.add_argument("--forensics", action="store_true", help="only the cost of --forensics=first on a healthy run")
     args = parser.parse_args(argv)
     import logging
 
@@ -125,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     n, t = args.steps, args.threads
     print(f"# bench: {n} steps x {args.repeats} repeats, {t} threads, batch 32, tiny encoder, embedded data")
     print(f"# command: python bench/bench.py --steps={n} --repeats={args.repeats} --threads={t}"
-          + (" --ablation" if args.ablation else ""))
+          + (" --ablation" if args.ablation else "") + (" --forensics" if args.forensics else ""))
+    if args.forensics:
+        forensics_cost(n, t, args.repeats, tmp)
+        return
 
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50"]
     rates = alternate({

@@ -97,6 +97,12 @@ COLLAPSE_STEP = health("collapse_step")
 COLLAPSE_REASONS = health("collapse_reasons")
 FIRST_NONFINITE_STEP = health("first_nonfinite_step")
 EPISODES = health("episodes")
+NAN_ORIGIN = health("nan_origin")  # where the first non-finite value came from (telemetry/forensics.py)
+
+
+def nan_spread(module: str) -> str:
+    """Share of a module's parameter tensors non-finite after the first non-finite step (or `by`: what spread it)."""
+    return health(f"nan_spread/{module}")
 PROBLEMS = health("problems")
 
 # --- evaluation

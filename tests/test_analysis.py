@@ -30,6 +30,8 @@ def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
                "test/entity/masked_pred": 0.0, "final/loss/total": math.nan if collapsed else 0.1 + seed / 100,
                "health/collapsed": collapsed, "health/first_nonfinite_step": 1 if collapsed else None,
                "health/episodes": episodes(collapsed, seed)}
+    if collapsed and not (gamma == 3.0 and lambdas == "old" and seed == 2):  # that one ran with --forensics=off
+        summary["health/nan_origin"] = {"step": 1, "op": "MulBackward0", "source": "losses/focal.py:52"}
     (run_dir / "summary.json").write_text(json.dumps(summary))
     rows = [{"step": s, "loss/total": math.nan if collapsed else 1.0 / s, "loss/entity": 0.5, "loss/intent": 1.0,
              "grad/norm": math.nan if collapsed else 1.0, "dist/entity/pred_non_O": 0.0 if collapsed else 0.3,
@@ -97,6 +99,10 @@ def test_grid_cells_and_paired_effects(sweep_folder):
     # recovered episodes of seeds 1, 2: onsets 11, 12 -> 11.5; lengths 30, 40 -> 35; a collapse is not one
     assert cell["transient episodes"] == "2/3 runs, onset 11.5, length 35 (median)"
     assert next(r for r in rows if r["mask"] == "-inf")["transient episodes"] == "none"
+    origins = {(r["mask"], r["gamma"], r["lambdas"]): r["origin of the first NaN"] for r in rows}
+    assert origins[("-inf", "2", "new")] == "losses/focal.py:52 MulBackward0, 3/3 runs"
+    assert origins[("-inf", "3", "old")] == "losses/focal.py:52 MulBackward0, 2/3 runs"
+    assert origins[("-1e9", "3", "old")] == "none"
     # gamma 2 vs 3 among -1e9 runs, paired by seed and lambdas: 0.01 * seed, twice
     deltas = paired_deltas(runs, "gamma", 2.0, 3.0, "test/entity_f1", ["mask_value", "gamma", "lambdas"],
                            within={"mask_value": "-1e9"})

@@ -160,3 +160,13 @@ def test_on_imbalanced_data_healthy_configs_are_healthy_and_dense_inf_collapses_
     assert summary["health/collapsed"] is True and summary["health/collapse_step"] == 1
     assert summary["health/collapse_reasons"][0] == "step 1: non-finite loss (nan)"
     assert all(reason.startswith(("step ", "steps ", "dev epoch ")) for reason in summary["health/collapse_reasons"])
+
+
+def test_first_nonfinite_step_counts_a_nan_gradient_under_a_finite_loss():
+    monitor = HealthMonitor(window=3)
+    monitor.check_finite(1, 1.0, 2.0)
+    monitor.check_finite(2, 1.0, float("inf"), scaled=True)  # an fp16 overflow the GradScaler skips
+    assert monitor.first_nonfinite_step is None and not monitor.collapsed
+    monitor.check_finite(3, 1.0, float("nan"))
+    monitor.check_finite(4, float("nan"), float("nan"))
+    assert monitor.first_nonfinite_step == 3 == monitor.collapse_step

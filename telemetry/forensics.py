@@ -1,0 +1,439 @@
+"""Where a run's first non-finite value came from, recorded at the step it appears.
+
+`torch.autograd.detect_anomaly` answers this question but is too slow to leave on, and it prints a
+traceback nobody keeps. Here the question is asked only once something is already wrong: at the first
+step whose loss or gradient norm is non-finite, *before* the optimizer step (the parameters are still
+the ones that produced it), the same batch is replayed with the same parameters and the same RNG state:
+
+- forward, with a hook on every module (the first module, in execution order, whose output holds
+  NaN/inf) and a torch-function mode (the first operation that made a NaN from NaN-free inputs, or an
+  inf from finite ones, and the source line that called it);
+- backward, under anomaly mode (which records each autograd node's forward traceback), with a hook on
+  every node (the first node whose gradient became non-finite from finite incoming gradients) and on
+  every parameter (the first one, in backward order, whose gradient is non-finite);
+- each task's weighted loss alone, to say whose gradient carries the non-finite value.
+
+The replay computes gradients with `torch.autograd.grad`, so `.grad` is left as training made it, and
+the RNG state is restored afterwards, so training continues exactly as it would have without it.
+After the optimizer step, the share of parameter tensors that became non-finite (per module) says how
+far it spread. Healthy steps pay one finiteness check of the loss and gradient norm.
+"""
+from __future__ import annotations
+
+import json
+import re
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from model.checkpoint import rng_state, set_rng_state
+from telemetry import keys
+
+MODES = ("off", "first", "every")
+REPO = Path(__file__).resolve().parent.parent
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+
+
+def _tensors(value):
+    """Every floating-point tensor inside a module output (tensor, tuple, list, dict, HF ModelOutput)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def nonfinite_kind(value) -> str | None:
+    """'nan' if any tensor in `value` holds a NaN, else '+inf'/'-inf'/'inf' if it holds infinities, else None."""
+    tensors = list(_tensors(value))
+    if any(torch.isnan(t).any() for t in tensors):
+        return "nan"
+    infinite = [t[torch.isinf(t)] for t in tensors]
+    positive, negative = (any(bool((sign * x > 0).any()) for x in infinite) for sign in (1, -1))
+    return "inf" if positive and negative else "+inf" if positive else "-inf" if negative else None
+
+
+def _where(frames: list[tuple[str, int, str]]) -> tuple[str | None, str | None]:
+    """(innermost frame in this repository, innermost frame anywhere), as 'path:line', skipping this
+    module and torch's own wrappers. Repository paths are relative (losses/focal.py:52)."""
+    own = Path(__file__).resolve()
+    repo, anywhere = None, None
+    for file, line, _ in reversed(frames):
+        path = Path(file).resolve()
+        if path == own or "/torch/" in file:
+            continue
+        inside = path.is_relative_to(REPO) and ".venv" not in path.parts
+        shown = f"{path.relative_to(REPO) if inside else _short(path)}:{line}"
+        anywhere = anywhere or shown
+        if inside:
+            repo = shown
+            break
+    return repo, anywhere
+
+
+def _short(path: Path) -> str:
+    """site-packages/transformers/models/bert/modeling_bert.py -> transformers/models/bert/modeling_bert.py"""
+    parts = path.parts
+    return "/".join(parts[parts.index("site-packages") + 1:]) if "site-packages" in parts else str(path)
+
+
+def _parse_traceback(lines: list[str]) -> list[tuple[str, int, str]]:
+    return [(m["file"], int(m["line"]), m["func"]) for m in map(_FRAME.search, lines) if m]
+
+
+def _new_kind(out_kind: str | None, in_kind: str | None) -> str | None:
+    """What an operation created: NaN from NaN-free inputs, or an infinity from finite inputs."""
+    if out_kind == "nan" and in_kind != "nan":
+        return "nan"
+    return out_kind if out_kind is not None and out_kind != "nan" and in_kind is None else None
+
+
+def _remember(found: dict, kind: str | None, fact: dict) -> None:
+    """Keep the first NaN creator and the first inf creator."""
+    slot = "nan" if kind == "nan" else "inf"
+    if kind is not None and slot not in found:
+        found[slot] = {**fact, "kind": kind}
+
+
+class _FirstBadOp(TorchFunctionMode):
+    """Forward: the first torch operation that created a NaN, and the first that created an infinity."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: dict[str, dict] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if "nan" not in self.found and isinstance(out, (torch.Tensor, tuple, list)):
+            kind = nonfinite_kind(out)
+            if kind is not None:
+                new = _new_kind(kind, nonfinite_kind([args, kwargs or {}]))
+                if new is not None:
+                    repo, anywhere = _where([(f.filename, f.lineno, f.name) for f in traceback.extract_stack()])
+                    _remember(self.found, new, {"op": getattr(func, "__name__", str(func)), "source": repo,
+                                                "source_detail": anywhere})
+        return out
+
+
+def _named_modules(model: torch.nn.Module) -> dict[int, str]:
+    """id(parameter) -> the named module it belongs to (model.named_parts(): encoder, entity, intent, command)."""
+    owner = {}
+    for name, module in model.named_parts().items():
+        for param in module.parameters():
+            owner[id(param)] = name
+    return owner
+
+
+def _share_by_module(model, tensors_of) -> dict[str, float]:
+    """Share of parameter tensors per module (and 'all') for which `tensors_of(param)` is non-finite."""
+    owner, counts = _named_modules(model), {}
+    for param in model.parameters():
+        tensor = tensors_of(param)
+        bad = tensor is not None and not bool(torch.isfinite(tensor).all())
+        for name in (owner.get(id(param), "other"), "all"):
+            n_bad, n = counts.get(name, (0, 0))
+            counts[name] = (n_bad + bad, n + 1)
+    return {name: n_bad / n for name, (n_bad, n) in counts.items()}
+
+
+class Forensics:
+    """One per run. `begin_step` before each step, `check` between clipping and the optimizer step,
+    `after_step` after it; `on_record(summary_values)` receives the origin and spread once known.
+
+    Args:
+        mode: off, first (one replay per run) or every (every non-finite step; each written to forensics.jsonl).
+        run_dir: the run record's folder.
+        on_record: called with the summary keys to store (train.py passes the tracker's summary).
+        recorded: the `health/nan_origin` a resumed run already has (then `first` stays disarmed).
+        start_step: the last step already done (a resumed run): later lines of forensics.jsonl are redone.
+    """
+
+    def __init__(self, mode: str, run_dir: Path, on_record=None, recorded: dict | None = None, start_step: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"--forensics={mode!r}: expected one of {', '.join(MODES)}")
+        self.mode, self.run_dir, self.on_record = mode, Path(run_dir), on_record
+        self.origin: dict | None = recorded
+        self.armed = mode == "every" or (mode == "first" and recorded is None)
+        self._step, self._rng, self._pending = 0, None, None
+        self.path = self.run_dir / "forensics.jsonl"
+        if self.path.exists():  # a rerun starts this file afresh, a resumed run keeps the steps it keeps
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                    if _line_step(line) <= start_step]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def begin_step(self, step: int) -> None:
+        """The RNG state the step's forward will draw dropout from (a host-side copy, no device sync)."""
+        if self.armed:
+            self._step, self._rng = step, rng_state()
+
+    def check(self, model, batch, criterion, epoch, autocast, total, norm, components, scaler=None) -> bool:
+        """Between clipping and the optimizer step: replay the batch if the loss or grad norm is non-finite.
+        Under fp16's GradScaler a non-finite gradient with a finite loss is an overflow the scaler skips."""
+        if not self.armed:
+            return False
+        loss_finite, norm_finite = torch.isfinite(torch.stack([total.detach().float(), norm.float()])).tolist()
+        if loss_finite and (norm_finite or scaler is not None):
+            return False
+        after = rng_state()
+        set_rng_state(self._rng)
+        try:
+            facts = replay(model, batch, criterion, epoch, autocast, scaler)
+        finally:
+            set_rng_state(after)  # training draws the same numbers it would have drawn without the replay
+        origin = conclude(facts, {k: _show(v) for k, v in components.items()
+                                  if k.startswith(keys.prefix("loss")) and not k.startswith(keys.weighted_loss(""))})
+        origin["step"] = self._step
+        # Same parameters, batch and RNG state: the replay must reproduce the step's losses bit for bit.
+        origin["replay_exact"] = all(torch.equal(value, components[key]) or
+                                     bool(value.isnan() and components[key].isnan())
+                                     for key, value in facts["replayed"].items())
+        origin["grad_norm"] = _show(norm)
+        origin["grads_after_clip"] = _share_by_module(model, lambda p: p.grad)
+        self._pending = origin
+        self.armed = self.mode == "every"
+        return True
+
+    def after_step(self, model) -> None:
+        """After the optimizer step of a replayed step: how far the non-finite values spread."""
+        if self._pending is None:
+            return
+        origin, self._pending = self._pending, None
+        spread = _share_by_module(model, lambda p: p.detach())
+        origin["spread"] = spread
+        origin["spread_by"] = spread_by(origin)
+        origin["text"] = describe(origin)
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(origin) + "\n")
+        if self.origin is None:
+            self.origin = origin
+            if self.on_record is not None:
+                self.on_record(summary_keys(origin))
+
+    @property
+    def text(self) -> str:
+        return self.origin["text"] if self.origin else ""
+
+
+def _line_step(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")  # a torn line, dropped
+
+
+def _show(value) -> float | str:
+    """A float that JSON and W&B keep: NaN and inf as strings (W&B stores a NaN summary value as null)."""
+    number = float(value)
+    return number if abs(number) != float("inf") and number == number else str(number)
+
+
+def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
+    """Forward and backward of one batch with every watch attached; `.grad` is not touched.
+    Returns the raw findings; `conclude` turns them into the origin."""
+    hooks, first_module = [], {}
+    names = {module: name or "model" for name, module in model.named_modules()}
+
+    def watch_module(module, inputs, output):
+        if not first_module:
+            kind = nonfinite_kind(output)
+            if kind is not None:
+                first_module.update(name=names[module], kind=kind, output=_bad_key(output))
+
+    for module in names:
+        hooks.append(module.register_forward_hook(watch_module))
+    ops = _FirstBadOp()
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        with warnings.catch_warnings(), torch.autograd.set_detect_anomaly(True, check_nan=False):
+            warnings.simplefilter("ignore")  # anomaly mode warns that it is slow: once per run, that is fine
+            with ops, autocast():
+                logits = model(batch["input_ids"], batch["attention_mask"])
+            with ops:
+                total, weighted, replayed = criterion(logits, batch, epoch)
+            backward = _watch_backward(total if scaler is None else scaler.scale(total), params, model)
+            grad_tasks = [task for task, loss in weighted.items()
+                          if not all(bool(torch.isfinite(g).all()) for g in torch.autograd.grad(
+                              loss, params, retain_graph=True, allow_unused=True) if g is not None)]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"params_before": _share_by_module(model, lambda p: p.detach()),
+            "replayed": {k: v for k, v in replayed.items() if k.startswith(keys.prefix("loss"))},
+            "forward_module": first_module or None, "forward_nan": ops.found.get("nan"),
+            "forward_inf": ops.found.get("inf"), "grad_tasks": grad_tasks, **backward}
+
+
+def _bad_key(output) -> str | None:
+    """Which entry of a dict-like module output is non-finite ('entity' of the model's logits)."""
+    if isinstance(output, dict):
+        return next((key for key, value in output.items() if nonfinite_kind(value)), None)
+    return None
+
+
+def _watch_backward(loss, params, model) -> dict:
+    """The first autograd node whose outgoing gradient became NaN (or inf) from NaN-free (finite)
+    incoming ones, with the forward line that created it (anomaly mode's traceback), and the first
+    parameter, in backward order, whose gradient is non-finite."""
+    found, first_param, handles = {}, {}, []
+    param_names = {id(p): name for name, p in model.named_parameters()}
+    owner = _named_modules(model)
+
+    def watch_node(node):
+        def hook(grad_inputs, grad_outputs):  # grad_inputs: what this node computes, for its inputs
+            if "nan" not in found:
+                new = _new_kind(nonfinite_kind([g for g in grad_inputs if g is not None]),
+                                nonfinite_kind([g for g in grad_outputs if g is not None]))
+                if new is not None:
+                    repo, anywhere = _where(_parse_traceback(node.metadata.get("traceback_", [])))
+                    _remember(found, new, {"op": node.name(), "source": repo, "source_detail": anywhere})
+        return hook
+
+    def watch_param(param):
+        def hook(grad):
+            if not first_param and not bool(torch.isfinite(grad).all()):
+                first_param.update(param=param_names.get(id(param)), module=owner.get(id(param), "other"))
+        return hook
+
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        handles.append(node.register_hook(watch_node(node)))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    handles += [p.register_hook(watch_param(p)) for p in params]
+    try:
+        grads = dict(zip(map(id, params), torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"backward_nan": found.get("nan"), "backward_inf": found.get("inf"),
+            "grad_module": first_param.get("module"), "grad_param": first_param.get("param"),
+            "grads_backward": _share_by_module(model, lambda p: grads.get(id(p)))}
+
+
+def conclude(facts: dict, components: dict) -> dict:
+    """The origin: the phase, operation and line that made the first NaN (an infinity when there is no
+    NaN at all), the loss components it shows in, and the module it belongs to."""
+    bad = [k for k, v in components.items() if isinstance(v, str) and k != keys.LOSS_TOTAL]
+    fwd_nan, bwd_nan = facts["forward_nan"], facts["backward_nan"]
+    before = facts["params_before"]
+    if before.get("all"):  # an earlier step (or a checkpoint) made them non-finite: nothing new to find here
+        modules = [name for name, share in before.items() if share and name != "all"]
+        return {"phase": "parameters", "component": ", ".join(bad) or None, "op": None, "kind": None,
+                "source": None, "source_detail": None, "module": modules[0] if modules else None, "param": None,
+                "inf_origin": None, "forward_module": facts.get("forward_module"), "grad_tasks": facts["grad_tasks"],
+                "components": components, "grads_backward": facts["grads_backward"], "params_before": before}
+    if fwd_nan:
+        phase, first = "forward", dict(fwd_nan)
+        same_line = bwd_nan and bwd_nan["source_detail"] == fwd_nan["source_detail"]
+        if same_line:  # the autograd node of that very operation: the name anomaly mode would print
+            first["op"] = bwd_nan["op"]
+    elif bwd_nan:
+        phase, first = "backward", bwd_nan
+    elif facts["forward_inf"] and bad:
+        phase, first = "forward", facts["forward_inf"]
+    else:
+        phase, first = "backward", facts["backward_inf"] or {}
+    forward_module = facts.get("forward_module")
+    if phase == "forward" and forward_module and forward_module["name"] != "model":
+        module, param = _head_of(forward_module["name"]), None  # its gradients are NaN because its output was
+    else:
+        module, param = facts.get("grad_module"), facts.get("grad_param")
+    component = ", ".join(bad) or ", ".join(keys.loss(task) for task in facts["grad_tasks"]) or None
+    return {"phase": phase, "component": component, "op": first.get("op"), "kind": first.get("kind"),
+            "source": first.get("source"), "source_detail": first.get("source_detail"), "module": module,
+            "param": param, "inf_origin": facts["forward_inf"] or facts["backward_inf"],
+            "forward_module": forward_module, "grad_tasks": facts["grad_tasks"], "components": components,
+            "grads_backward": facts["grads_backward"]}
+
+
+def _head_of(module_name: str) -> str:
+    """encoder.encoder.layer.0.output.dense -> encoder; entity_head -> entity."""
+    top = module_name.split(".")[0]
+    return top[:-len("_head")] if top.endswith("_head") else top
+
+
+def spread_by(origin: dict) -> str:
+    """What carried the non-finite values beyond the parameters whose own gradient was non-finite."""
+    backward = origin.get("grads_backward", {}).get("all", 0.0)
+    clipped = origin.get("grads_after_clip", {}).get("all", 0.0)
+    after = origin.get("spread", {}).get("all", 0.0)
+    if clipped > backward:
+        return "clip_grad_norm_"
+    if after > clipped:
+        return "optimizer step"
+    return "backward" if after else "none"
+
+
+SUMMARY_FIELDS = ("step", "replay_exact", "phase", "component", "op", "kind", "source", "source_detail", "module", "param",
+                  "inf_origin", "forward_module", "grad_tasks", "components", "grad_norm", "spread_by", "text")
+
+
+def summary_keys(origin: dict) -> dict:
+    """The run-summary layout: `health/nan_origin` (a dict) and flat `health/nan_spread/*` shares."""
+    values = {keys.NAN_ORIGIN: {k: origin.get(k) for k in SUMMARY_FIELDS}}
+    values.update({keys.nan_spread(name): share for name, share in origin.get("spread", {}).items()})
+    values[keys.nan_spread("by")] = origin.get("spread_by")
+    return values
+
+
+def _at(fact: dict) -> str:
+    """'losses/focal.py:52', or 'transformers/.../modeling_bert.py:348 via model/multitask.py:47'."""
+    detail, repo = fact.get("source_detail"), fact.get("source")
+    return detail if not repo or repo == detail else f"{detail} via {repo}"
+
+
+def describe(origin: dict) -> str:
+    """One line: 'NaN first in loss/entity: -inf from masked_fill at model/masking.py:56, then
+    MulBackward0 at losses/focal.py:52 (entity head gradient) -> spread to all parameters by clip_grad_norm_'."""
+    if origin["phase"] == "parameters":
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in origin["params_before"].items()
+                           if share and name != "all")
+        return f"non-finite before this step: already in the parameters ({shares})"
+    components = origin.get("components") or {}
+    first_value = next((components[k] for k in (origin.get("component") or "").split(", ") if k in components), None)
+    if origin["phase"] == "forward":
+        what = _KIND.get(first_value, first_value) if isinstance(first_value, str) else "NaN"
+        text = f"{what} first in {origin['component']} (forward)"
+    else:
+        text = f"{'NaN' if origin.get('kind') == 'nan' else 'non-finite'} gradient first from " \
+               f"{origin.get('component') or 'the loss'} (backward"
+        text += f"; the loss itself is {first_value})" if isinstance(first_value, str) else ")"
+    steps = []
+    inf = origin.get("inf_origin")
+    if inf and inf.get("source_detail") != origin.get("source_detail"):
+        steps.append(f"{inf['kind']} from {inf['op']} at {_at(inf)}")
+    if origin.get("op"):
+        steps.append(f"{_KIND.get(origin['kind'], origin['kind'])} from {origin['op']} at {_at(origin)}")
+    text += ": " + ", then ".join(steps) if steps else ""
+    forward_module = origin.get("forward_module")
+    if origin["phase"] == "forward" and forward_module and forward_module["name"] != "model":
+        text += f" (first non-finite module output: {forward_module['name']})"
+    elif origin.get("module"):
+        text += f" ({_module_words(origin['module'])} gradient)"
+    spread, by = origin.get("spread", {}), origin.get("spread_by")
+    share = spread.get("all", 0.0)
+    if share == 1.0:
+        text += f" -> spread to all parameters by {by}"
+    elif share > 0:
+        modules = ", ".join(f"{name} {v:.0%}" for name, v in spread.items() if name != "all" and v > 0)
+        text += f" -> {share:.0%} of parameter tensors non-finite after the step ({modules})"
+    else:
+        text += " -> parameters still finite after the step"
+    return text
+
+
+_KIND = {"nan": "NaN"}
+
+
+def _module_words(name: str) -> str:
+    return "encoder" if name == "encoder" else f"{name} head"
