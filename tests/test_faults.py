@@ -514,9 +514,13 @@ def _start(args: list[str]) -> subprocess.Popen:
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+RUN_EPOCHS = 40  # 2 steps an epoch on tiny_data
+
+
 def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tuple[dict, list[int]]) -> None:
-    """Start a 24-step run, send `sig` at a random logged step after the first checkpoint, resume it."""
-    args = tiny_args(tiny_data, tmp_path, "victim", epochs=12)
+    """Start an 80-step run, send `sig` at a random logged step after the first checkpoint (row 3-20, so
+    60 or more steps are still to come and the signal lands in training even on a loaded machine), resume it."""
+    args = tiny_args(tiny_data, tmp_path, "victim", epochs=RUN_EPOCHS)
     run_dir = tmp_path / "victim"
     process = _start(args)
     at_step = rng.randint(3, 20)
@@ -547,7 +551,7 @@ def kill_and_resume(tiny_data, tmp_path, sig, rng: random.Random, reference: tup
 @pytest.fixture(scope="module")
 def reference_run(tiny_data, tmp_path_factory) -> tuple[dict, list[int]]:
     out = tmp_path_factory.mktemp("reference")
-    summary = train.main(tiny_args(tiny_data, out, "victim", epochs=12))
+    summary = train.main(tiny_args(tiny_data, out, "victim", epochs=RUN_EPOCHS))
     return summary, history_steps(out / "victim" / "history.jsonl")
 
 
