@@ -509,9 +509,15 @@ def test_an_unresumable_run_is_failed_with_its_reason_until_fresh(tmp_path, monk
 
 # --- SIGINT / SIGKILL / SIGTERM of a real run at a random point, then resume ------------------------
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal delivers it. A test runner started in the background by a
+    non-interactive shell (a CI job, `cmd &`) ignores SIGINT, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, "train.py", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_sigint)
 
 
 RUN_EPOCHS = 40  # 2 steps an epoch on tiny_data
@@ -602,7 +608,8 @@ def test_runner_killed_at_a_random_point_then_rerun_trains_every_run_once(tiny_d
     command = [PYTHON, str(ROOT / "sweeps" / "local.py"), str(sweep), f"--out={tmp_path / 'out'}",
                f"--data={tiny_data}", "--workers=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_default_sigint)
     runs = tmp_path / "out" / f"tiny-{tiny_data.name}" / "runs"
     _wait_for(lambda: list(runs.glob("*/history.jsonl")) if runs.exists() else None, 120, "a run to start")
     time.sleep(random.Random(sig).uniform(0, 4))
