@@ -1,6 +1,6 @@
 """Datasets the tests write: the embedded generator at small sizes, and one unlike it.
 
-`write_imbalanced`: one intent carries 70% of the sentences, a long tail of rare intents and of entity
+`write_imbalanced`: one intent carries over 70% of the sentences, a long tail of rare intents and of entity
 types (some with a handful of spans), multi-token spans. The words carry real signal (each intent has
 its own cue words, each entity type its own values), so a healthy model can learn it; the imbalance
 makes it spend its first steps on the majority class.
@@ -29,9 +29,9 @@ def _word(rng: random.Random, syllables: int = 2) -> str:
 
 
 def _spec(rng: random.Random, n_intents: int, n_types: int) -> tuple[list, list, list]:
-    # Intent shares: 70% for the first, the rest a geometric tail.
+    # Intent shares: 75% for the first (about 72% of a sampled split), the rest a geometric tail.
     tail = [0.5 ** i for i in range(n_intents - 1)]
-    shares = [0.7] + [0.3 * t / sum(tail) for t in tail]
+    shares = [0.75] + [0.25 * t / sum(tail) for t in tail]
     intents = [(f"intent_{i:02d}", share, [_word(rng) for _ in range(3)],
                 [(f"cmd_{i:02d}_{j}", _word(rng)) for j in range(1 + i % 3)]) for i, share in enumerate(shares)]
     # Entity types: frequency falls off so the last types have only a few spans; every third is multi-token.
