@@ -363,7 +363,7 @@ def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> floa
         monitor.check_finite(state.step, metrics[keys.LOSS_TOTAL], metrics[keys.GRAD_NORM], bool(run.optimisation.scaler))
         if log_now:
             log_step(run, state, epoch, metrics)
-        if monitor.collapsed:
+        if monitor.collapse_step == state.step:  # the step it collapsed at: alert once, not every step after
             run.tracker.alert("Training collapsed", f"{run.name}: {collapse_text(run, monitor)}")
         state.last_metrics = metrics
         seconds += time.perf_counter() - started

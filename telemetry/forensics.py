@@ -157,7 +157,7 @@ class Forensics:
 
     def __init__(self, mode: str, run_dir: Path, on_record=None, recorded: dict | None = None, start_step: int = 0):
         if mode not in MODES:
-            raise ValueError(f"--forensics={mode!r}: expected one of {', '.join(MODES)}")
+            raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
         self.mode, self.run_dir, self.on_record = mode, Path(run_dir), on_record
         self.origin: dict | None = recorded
         self.armed = mode == "every" or (mode == "first" and recorded is None)
