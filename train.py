@@ -45,6 +45,9 @@ from telemetry.health import eval_evidence
 from telemetry.forensics import Forensics
 
 log = logging.getLogger("train")
+# Named ranges of a training step (torch.profiler shows them; bench/bench.py --profile sums them per step).
+# Outside a profiler a range costs about a microsecond.
+phase = torch.profiler.record_function
 
 
 # --- naming a run
@@ -152,28 +155,36 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
     """One optimizer step. Returns the step's metrics as tensors (moved to the host by the caller):
     always the losses and the total grad norm; with `telemetry`, per-module norms and label counts.
     `forensics` replays a non-finite step before the optimizer changes the parameters that produced it."""
-    with autocast():
+    with phase("forward"), autocast():
         logits = model(batch["input_ids"], batch["attention_mask"])
-    total, weighted, metrics = criterion(logits, batch, epoch)
+    with phase("loss"):
+        total, weighted, metrics = criterion(logits, batch, epoch)
     if task_grads:  # which task dominates the shared encoder
-        encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
-        for task, loss in weighted.items():
-            grads = torch.autograd.grad(loss, encoder_params, retain_graph=True, allow_unused=True)
-            metrics[keys.task_grad_norm(task)] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
-    optimisation.backward(total)
-    for name, module in model.named_parts().items() if telemetry else ():
-        metrics[keys.module_grad_norm(name)] = torch.nn.utils.get_total_norm(
-            [p.grad for p in module.parameters() if p.grad is not None])
-    norm, metrics[keys.GRAD_CLIPPED] = optimisation.clip([p for p in model.parameters() if p.grad is not None])
+        with phase("telemetry/task_grads"):
+            encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+            for task, loss in weighted.items():
+                grads = torch.autograd.grad(loss, encoder_params, retain_graph=True, allow_unused=True)
+                metrics[keys.task_grad_norm(task)] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
+    with phase("backward"):
+        optimisation.backward(total)
+    with phase("telemetry/module_norms"):
+        for name, module in model.named_parts().items() if telemetry else ():
+            metrics[keys.module_grad_norm(name)] = torch.nn.utils.get_total_norm(
+                [p.grad for p in module.parameters() if p.grad is not None])
+    with phase("clip"):
+        norm, metrics[keys.GRAD_CLIPPED] = optimisation.clip([p for p in model.parameters() if p.grad is not None])
     metrics[keys.GRAD_NORM] = norm
     metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
-    replayed = forensics is not None and forensics.check(model, batch, criterion, epoch, autocast, total, norm,
-                                                         metrics, optimisation.scaler)
-    optimisation.step()
+    with phase("forensics"):
+        replayed = forensics is not None and forensics.check(model, batch, criterion, epoch, autocast, total, norm,
+                                                             metrics, optimisation.scaler)
+    with phase("optimizer"):
+        optimisation.step()
     if replayed:
         forensics.after_step(model)
     if telemetry:
-        metrics.update(step_counts(logits, batch))
+        with phase("telemetry/label_counts"):
+            metrics.update(step_counts(logits, batch))
     return metrics
 
 
@@ -350,15 +361,19 @@ def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> floa
         if state.step >= run.total_steps:
             break
         started = time.perf_counter()
-        batch = collate([run.encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()],
-                        run.tokenizer.pad_token_id)
-        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+        with phase("collate"):
+            batch = collate([run.encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()],
+                            run.tokenizer.pad_token_id)
+        with phase("host_transfer"):
+            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
         state.step += 1
         log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
         task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
         run.forensics.begin_step(state.step)
-        metrics = to_host(train_step(run.model, batch, run.criterion, run.optimisation, epoch, run.autocast,
-                                     telemetry=log_now, task_grads=task_grads, forensics=run.forensics))
+        metrics = train_step(run.model, batch, run.criterion, run.optimisation, epoch, run.autocast,
+                             telemetry=log_now, task_grads=task_grads, forensics=run.forensics)
+        with phase("host_transfer"):
+            metrics = to_host(metrics)
         state.n_clipped += int(metrics[keys.GRAD_CLIPPED])
         monitor.check_finite(state.step, metrics[keys.LOSS_TOTAL], metrics[keys.GRAD_NORM], bool(run.optimisation.scaler))
         if log_now:
@@ -379,14 +394,16 @@ def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> floa
 def log_step(run: Run, state: TrainState, epoch: int, metrics: dict) -> None:
     """Scalar twins, health flags and the W&B / local record row of one logged step."""
     monitor = state.monitor
-    metrics.update(count_scalars(metrics, run.dataset.labels.invalid_mask))
-    metrics[keys.GRAD_CLIP_RATE] = state.n_clipped / state.step
-    open_before = set(monitor.open_episodes())
-    metrics.update(monitor.update(state.step, metrics))
+    with phase("telemetry/health"):
+        metrics.update(count_scalars(metrics, run.dataset.labels.invalid_mask))
+        metrics[keys.GRAD_CLIP_RATE] = state.n_clipped / state.step
+        open_before = set(monitor.open_episodes())
+        metrics.update(monitor.update(state.step, metrics))
     for kind in set(monitor.open_episodes()) - open_before:
         log.warning("%s: degenerate-prediction episode (%s) since step %d; a collapse only if it lasts to the end "
                     "of training", run.name, kind, monitor.streaks[kind].first)
-    run.tracker.log(state.step, {keys.EPOCH: epoch, **metrics})
+    with phase("logging"):
+        run.tracker.log(state.step, {keys.EPOCH: epoch, **metrics})
 
 
 def validate_and_checkpoint(run: Run, state: TrainState, epoch: int) -> None:
