@@ -476,7 +476,7 @@ MODES = ["wifi", "bluetooth", "4g", "5g", "máy_bay", "im_lặng", "rung", "ti�
 PLATFORMS = ["zalo", "messenger", "viber", "telegram", "facebook", "whatsapp", "skype", "facetime", "zoom",
              "instagram"]
 APPS = ["youtube", "máy_ảnh", "google maps", "zing mp3", "tiktok", "spotify", "shopee", "grab", "lịch",
-        "đồng_hồ", "cài_đặt", "settings", "thư_viện ảnh", "máy_tính", "ghi_chú", "chrome", "gmail", "zalo",
+        "đồng_hồ", "settings", "cài_đặt", "thư_viện ảnh", "máy_tính", "ghi_chú", "chrome", "gmail", "zalo",
         "messenger", "lazada", "netflix", "google drive", "camera", "ví momo", "facebook", "instagram", "files",
         "app store"]
 RIDE_APPS = ["grab", "be", "gojek", "xanh sm", "taxi mai_linh", "grab bike"]
