@@ -40,8 +40,13 @@ def novelty_lines(dataset: Dataset, recorded: dict[str, list[bool]] | None = Non
                      f"; entity spans with a value never seen in train {unseen_value_share(train, examples):.1%}"
                      f" of {n_spans}")
     if recorded is not None:
-        lines.append("  held-out phrasing recorded by the generator: "
-                     + ", ".join(f"{split} {_share(flags)}" for split, flags in recorded.items()))
+        lines.append("  held-out phrasing recorded by the generator (and the share of those / of the rest with a "
+                     "pattern never seen in train):")
+        for split, flags in recorded.items():
+            unseen = held_out_flags(train, dataset.splits[split])
+            held, rest = ([u for u, f in zip(unseen, flags) if f == side] for side in (True, False))
+            lines.append(f"    {split + ':':<5} {_share(flags)} ({_share(held) if held else 'n/a'} / "
+                         f"{_share(rest) if rest else 'n/a'})")
     return lines
 
 

@@ -212,7 +212,7 @@ def test_card_prints_novelty_and_imbalance(tmp_path, monkeypatch, capsys, splits
     assert not any(r["held_out_phrasing"] for r in records)
     assert load_dataset("phone-assistant-wild").splits == splits
     for line in ("dev:  sentences with a pattern never seen in train", "entity spans with a value never seen in train",
-                 "held-out phrasing recorded by the generator: dev", "largest intent call",
+                 "held-out phrasing recorded by the generator", "largest intent call",
                  "intents under 2%", "entity types with under 30 spans", "sentence length in tokens (all splits): min 3"):
         assert line in text
 
