@@ -24,7 +24,7 @@ new in dev/test for that reason too. ACTION words are closed-class verbs written
 and are not reserved.
 
 Imbalance. 25 intents with 1-4 commands each (every command in one intent); `call` takes 58% of
-the draws, as calls dominate a phone assistant's traffic, and 13 intents have under 2%. 33 entity
+the draws, as calls dominate a phone assistant's traffic, and 15 intents have under 2%. 33 entity
 types; the rare intents' types (AMOUNT, EMAIL, SOURCE_LANG, MEDIA_TYPE, ...) have only a few dozen
 spans or fewer in train.
 
