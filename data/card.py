@@ -35,7 +35,8 @@ def novelty_lines(dataset: Dataset, recorded: dict[str, list[bool]] | None = Non
     for split in ("dev", "test"):
         examples = dataset.splits[split]
         n_spans = sum(len(spans(ex)) for ex in examples)
-        lines.append(f"  {split + ':':<5} sentences with a pattern never seen in train {_share(held_out_flags(train, examples))}"
+        lines.append(f"  {split + ':':<5} sentences with a pattern never seen in train "
+                     f"{_share(held_out_flags(train, examples))}"
                      f", with a pattern trigram never seen {_share(new_ngram_flags(train, examples))}"
                      f"; entity spans with a value never seen in train {unseen_value_share(train, examples):.1%}"
                      f" of {n_spans}")

@@ -15,7 +15,7 @@ the embedded data, ATIS or MASSIVE:
 - `unseen_value_share(train, examples)`: the share of entity spans whose (type, lowercased text)
   never occurs in train.
 
-Both count surface novelty: a typo, a missing diacritic or an abbreviation in an O word makes a
+All three count surface novelty: a typo, a missing diacritic or an abbreviation in an O word makes a
 skeleton new, and in a value a value new. That is what a model meets, but it is not only held-out
 phrasing; a generator that knows which phrasings it held out can record them (the embedded
 `phone-assistant-wild` writes `held_out_phrasing` into its JSONL, read by `recorded_held_out`).

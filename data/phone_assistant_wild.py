@@ -53,10 +53,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from data.formats import Example
+from data.formats import SPLITS, Example
 from data.phone_assistant import strip_diacritics
 
-SPLITS = ("train", "dev", "test")
 HELD_OUT_SHARE = 0.5          # of dev/test sentences drawn with a held-out phrasing
 HELD_OUT_TEMPLATE_SHARE = 0.75  # of those, when the command has held-out templates: a new template (else a new filler)
 RESERVED_EVERY = 4            # every 4th entry of a value list (index 3, 7, ...) is dev/test only
@@ -84,7 +83,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
             "{ACTION:gọi} video cho {CONTACT} qua {PLATFORM}", "{ACTION:gọi} {PLATFORM} cho {CONTACT}",
             "{ACTION:gọi} video call cho {CONTACT}", "{ACTION:facetime} {CONTACT}",
         ], [
-            "qua {PLATFORM} {ACTION:gọi} video {CONTACT}", "{ACTION:mở} {PLATFORM} rồi {ACTION:gọi} video cho {CONTACT}",
+            "qua {PLATFORM} {ACTION:gọi} video {CONTACT}",
+            "{ACTION:mở} {PLATFORM} rồi {ACTION:gọi} video cho {CONTACT}",
         ]),
         "call_back": ([
             "{ACTION:gọi} lại số vừa gọi", "{ACTION:gọi} lại cuộc_gọi nhỡ", "{ACTION:gọi} lại cho người vừa gọi",
@@ -102,14 +102,17 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
             "{ACTION:sms} {PHONE} nội_dung là {MESSAGE}",
         ]),
         "send_via_app": ([
-            "{ACTION:nhắn} {PLATFORM} cho {RECIPIENT} là {MESSAGE}", "qua {PLATFORM} {ACTION:gửi} {RECIPIENT} : {MESSAGE}",
+            "{ACTION:nhắn} {PLATFORM} cho {RECIPIENT} là {MESSAGE}",
+            "qua {PLATFORM} {ACTION:gửi} {RECIPIENT} : {MESSAGE}",
             "{ACTION:gửi} {PLATFORM} cho {RECIPIENT} nói {MESSAGE}",
         ], [
-            "{ACTION:chat} với {RECIPIENT} trên {PLATFORM} : {MESSAGE}", "mở {PLATFORM} {ACTION:nhắn} cho {RECIPIENT} là {MESSAGE}",
+            "{ACTION:chat} với {RECIPIENT} trên {PLATFORM} : {MESSAGE}",
+            "mở {PLATFORM} {ACTION:nhắn} cho {RECIPIENT} là {MESSAGE}",
         ]),
         "forward_message": ([
             "{ACTION:chuyển_tiếp} tin_nhắn của {SENDER} cho {RECIPIENT}",
-            "{ACTION:chuyển_tiếp} tin_nhắn từ {SENDER} đến {RECIPIENT}", "{ACTION:forward} tin của {SENDER} sang {RECIPIENT}",
+            "{ACTION:chuyển_tiếp} tin_nhắn từ {SENDER} đến {RECIPIENT}",
+            "{ACTION:forward} tin của {SENDER} sang {RECIPIENT}",
             "{ACTION:gửi} lại cho {RECIPIENT} tin của {SENDER}",
         ], [
             "{ACTION:gửi} cho {RECIPIENT} tin_nhắn mà {SENDER} vừa gửi",
@@ -119,7 +122,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
     "set-alarm": (45, {
         "alarm_once": ([
             "{ACTION:đặt} báo_thức lúc {TIME}", "{ACTION:đặt} báo_thức {TIME} {DATE}", "{ACTION:đặt} alarm {TIME}",
-            "{DATE} {ACTION:gọi} mình dậy lúc {TIME}", "{ACTION:báo_thức} {TIME}", "{ACTION:set} alarm lúc {TIME} {DATE}",
+            "{DATE} {ACTION:gọi} mình dậy lúc {TIME}", "{ACTION:báo_thức} {TIME}",
+            "{ACTION:set} alarm lúc {TIME} {DATE}",
         ], [
             "{TIME} {DATE} nhớ {ACTION:đánh_thức} mình", "mình muốn dậy lúc {TIME} , {ACTION:đặt} giúp báo_thức",
             "{ACTION:tạo} một báo_thức cho {DATE} lúc {TIME}",
@@ -144,12 +148,14 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
             "{MODE} , {ACTION:bật} lên", "cho máy vào chế_độ {MODE}",
         ]),
         "turn_off_mode": ([
-            "{ACTION:tắt} {MODE}", "{ACTION:tắt} chế_độ {MODE} đi", "{MODE} {ACTION:tắt} giúp mình", "{ACTION:off} {MODE}",
+            "{ACTION:tắt} {MODE}", "{ACTION:tắt} chế_độ {MODE} đi", "{MODE} {ACTION:tắt} giúp mình",
+            "{ACTION:off} {MODE}",
         ], [
             "{ACTION:ngắt} kết_nối {MODE}", "đừng để {MODE} bật nữa , {ACTION:tắt} đi",
         ]),
         "schedule_mode": ([
-            "{ACTION:bật} {MODE} từ {START_TIME} đến {END_TIME}", "{ACTION:bật} chế_độ {MODE} từ {START_TIME} tới {END_TIME}",
+            "{ACTION:bật} {MODE} từ {START_TIME} đến {END_TIME}",
+            "{ACTION:bật} chế_độ {MODE} từ {START_TIME} tới {END_TIME}",
             "{ACTION:hẹn} {MODE} từ {START_TIME} đến {END_TIME} {REPEAT}", "{ACTION:bật} {MODE} cho tới {END_TIME}",
             "{ACTION:bật} {MODE} bắt_đầu lúc {START_TIME}",
         ], [
@@ -249,7 +255,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
             "{ACTION:tìm} đường từ {FROM_PLACE} về {TO_PLACE}", "{ACTION:navigate} tới {TO_PLACE}",
             "đi {TO_PLACE} xuất_phát từ {FROM_PLACE}",
         ], [
-            "muốn đi {TO_PLACE} từ {FROM_PLACE} thì đi đường nào", "đang ở {FROM_PLACE} , {ACTION:chỉ} đường về {TO_PLACE}",
+            "muốn đi {TO_PLACE} từ {FROM_PLACE} thì đi đường nào",
+            "đang ở {FROM_PLACE} , {ACTION:chỉ} đường về {TO_PLACE}",
             "{TO_PLACE} cách {FROM_PLACE} bao xa",
         ]),
         "traffic_check": ([
@@ -343,7 +350,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
     }),
     "note": (9, {
         "create_note": ([
-            "{ACTION:ghi_chú} {NOTE}", "{ACTION:ghi} lại : {NOTE}", "{ACTION:tạo} ghi_chú {NOTE}", "{ACTION:note} {NOTE}",
+            "{ACTION:ghi_chú} {NOTE}", "{ACTION:ghi} lại : {NOTE}", "{ACTION:tạo} ghi_chú {NOTE}",
+            "{ACTION:note} {NOTE}",
         ], [
             "nhớ giùm mình là {NOTE}", "{ACTION:thêm} vào ghi_chú : {NOTE}",
         ]),
@@ -351,7 +359,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
             "{ACTION:đọc} ghi_chú", "{ACTION:mở} ghi_chú gần nhất",
         ], []),
         "set_reminder": ([
-            "{ACTION:nhắc} mình {NOTE} lúc {TIME}", "{ACTION:nhắc} mình {DATE} {NOTE}", "{TIME} {ACTION:nhắc} mình {NOTE}",
+            "{ACTION:nhắc} mình {NOTE} lúc {TIME}", "{ACTION:nhắc} mình {DATE} {NOTE}",
+            "{TIME} {ACTION:nhắc} mình {NOTE}",
         ], [
             "đừng để mình quên {NOTE} {DATE}", "{DATE} lúc {TIME} {ACTION:nhắc} mình {NOTE}",
         ]),
@@ -382,7 +391,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
     }),
     "delete-contacts": (6, {
         "delete_contact": ([
-            "{ACTION:xoá|xóa} {CONTACT} khỏi danh_bạ", "{ACTION:xoá|xóa} liên_hệ {CONTACT}", "{ACTION:delete} {CONTACT}",
+            "{ACTION:xoá|xóa} {CONTACT} khỏi danh_bạ", "{ACTION:xoá|xóa} liên_hệ {CONTACT}",
+            "{ACTION:delete} {CONTACT}",
         ], [
             "không cần số {CONTACT} nữa , {ACTION:xoá} đi",
         ]),
@@ -402,7 +412,8 @@ INTENTS: dict[str, tuple[int, dict[str, tuple[list[str], list[str]]]]] = {
     "share-file": (5, {
         "share_media": ([
             "{ACTION:chia_sẻ} {MEDIA_TYPE} từ {SOURCE_APP} sang {TARGET_APP}",
-            "{ACTION:gửi} {MEDIA_TYPE} trong {SOURCE_APP} qua {TARGET_APP}", "{ACTION:share} {MEDIA_TYPE} này lên {TARGET_APP}",
+            "{ACTION:gửi} {MEDIA_TYPE} trong {SOURCE_APP} qua {TARGET_APP}",
+            "{ACTION:share} {MEDIA_TYPE} này lên {TARGET_APP}",
             "{ACTION:gửi} qua {TARGET_APP} {MEDIA_TYPE} từ {SOURCE_APP}",
         ], [
             "{ACTION:đăng} lên {TARGET_APP} cái {MEDIA_TYPE} trong {SOURCE_APP}",
@@ -497,7 +508,8 @@ TOGGLE_SETTINGS = ["dark mode", "chế_độ tối", "tự_động xoay màn_hì
                    "lọc ánh_sáng xanh", "hiển_thị phần_trăm pin"]
 SONGS = ["lạc trôi", "nơi này có anh", "see tình", "hãy trao cho anh", "có chắc yêu là đây",
          "bước qua mùa cô_đơn", "đi về nhà", "shape of you", "em của ngày hôm_qua", "chạy ngay đi",
-         "waiting for you", "ngày đầu_tiên", "chúng_ta của hiện_tại", "bông hoa đẹp nhất", "tháng tư là lời nói dối của em",
+         "waiting for you", "ngày đầu_tiên", "chúng_ta của hiện_tại", "bông hoa đẹp nhất",
+         "tháng tư là lời nói dối của em",
          "blinding lights", "mang tiền về cho mẹ", "cắt đôi nỗi sầu", "anh đã quen với cô_đơn", "yêu 5"]
 ARTISTS = ["Sơn_Tùng", "Đen_Vâu", "Mỹ_Tâm", "Hoàng_Thuỳ_Linh", "Taylor Swift", "BTS", "Jack", "Hà_Anh_Tuấn",
            "Vũ", "Bích_Phương", "Ed Sheeran", "Binz", "Min", "Noo_Phước_Thịnh", "Blackpink", "Tăng_Duy_Tân"]
@@ -554,7 +566,7 @@ class Pool:
 
     all_values: bool
 
-    def usable(self, values: list[str]) -> list[str]:
+    def usable(self, values: list) -> list:
         if self.all_values:
             return values
         return [v for i, v in enumerate(values) if i % RESERVED_EVERY != RESERVED_EVERY - 1]

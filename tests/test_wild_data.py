@@ -197,7 +197,8 @@ def test_novelty_on_hand_written_data():
 def test_phone_assistant_is_byte_for_byte_unchanged(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     folder = materialize_embedded()
-    digests = {s: hashlib.sha256((folder / f"{s}.jsonl").read_bytes()).hexdigest()[:16] for s in ("train", "dev", "test")}
+    digests = {split: hashlib.sha256((folder / f"{split}.jsonl").read_bytes()).hexdigest()[:16]
+               for split in ("train", "dev", "test")}
     assert folder == tmp_path / "phone-assistant"
     assert digests == {"train": "0d2d3858fdf78ab9", "dev": "0d4d99a5aa5c2255", "test": "2e48c0f2a4bf346e"}
     assert recorded_held_out(folder) is None
@@ -212,8 +213,8 @@ def test_card_prints_novelty_and_imbalance(tmp_path, monkeypatch, capsys, splits
     assert not any(r["held_out_phrasing"] for r in records)
     assert load_dataset("phone-assistant-wild").splits == splits
     for line in ("dev:  sentences with a pattern never seen in train", "entity spans with a value never seen in train",
-                 "held-out phrasing recorded by the generator", "largest intent call",
-                 "intents under 2%", "entity types with under 30 spans", "sentence length in tokens (all splits): min 3"):
+                 "held-out phrasing recorded by the generator", "largest intent call", "intents under 2%",
+                 "entity types with under 30 spans", "sentence length in tokens (all splits): min 3"):
         assert line in text
 
 
