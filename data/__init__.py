@@ -1,20 +1,28 @@
-"""Datasets: the embedded `phone-assistant` default and readers for JSONL, JointBERT and MASSIVE."""
+"""Datasets: the embedded ones (`phone-assistant`, `phone-assistant-wild`) and readers for JSONL,
+JointBERT and MASSIVE."""
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.formats import FORMATS, DataError, Example, detect_format, read_splits, write_jsonl_split
+from data.formats import FORMATS, DataError, Example, detect_format, jsonl_text, read_splits
 from data.labels import UNKNOWN, LabelSpace, build_label_space, count_unknown
+from safeio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA = "phone-assistant"
-EMBEDDED_DIR = Path(__file__).resolve().parent / DEFAULT_DATA
-EMBEDDED_SEED = 13
+DATA_DIR = Path(__file__).resolve().parent  # embedded datasets are written to DATA_DIR / <name>
+# Embedded datasets: name -> (generator module, seed). Each module has `generate(seed)`; one that also has
+# `generate_flagged(seed)` gets its held-out-phrasing flags written into the JSONL (`held_out_phrasing`).
+EMBEDDED = {
+    "phone-assistant": ("data.phone_assistant", 13),
+    "phone-assistant-wild": ("data.phone_assistant_wild", 13),
+}
 
-__all__ = ["DEFAULT_DATA", "FORMATS", "UNKNOWN", "DataError", "Dataset", "Example", "LabelSpace",
+__all__ = ["DEFAULT_DATA", "EMBEDDED", "FORMATS", "UNKNOWN", "DataError", "Dataset", "Example", "LabelSpace",
            "load_dataset", "materialize_embedded"]
 
 
@@ -26,20 +34,33 @@ class Dataset:
     labels: LabelSpace
 
 
-def materialize_embedded(folder: Path = EMBEDDED_DIR) -> Path:
-    """Write the embedded dataset as native JSONL on first use (it is generated, not committed)."""
-    if not all((folder / f"{s}.jsonl").exists() for s in ("train", "dev", "test")):
-        from data.phone_assistant import generate
+def _generated_text(name: str) -> dict[str, str]:
+    """The JSONL text of each split of an embedded dataset, flags included where the generator has them."""
+    module_name, seed = EMBEDDED[name]
+    module = importlib.import_module(module_name)
+    if hasattr(module, "generate_flagged"):
+        return {split: jsonl_text([ex for ex, _ in flagged], [{"held_out_phrasing": f} for _, f in flagged])
+                for split, flagged in module.generate_flagged(seed).items()}
+    return {split: jsonl_text(examples) for split, examples in module.generate(seed).items()}
 
-        for split, examples in generate(EMBEDDED_SEED).items():
-            write_jsonl_split(folder / f"{split}.jsonl", examples)
-        log.info("generated the embedded %s dataset in %s", DEFAULT_DATA, folder)
+
+def materialize_embedded(name: str = DEFAULT_DATA) -> Path:
+    """Write an embedded dataset as native JSONL on first use (it is generated, not committed). Each file
+    is written whole and renamed into place, so a concurrent reader never sees half of one."""
+    if name not in EMBEDDED:
+        raise DataError(f"{name!r} is not an embedded dataset (expected one of {', '.join(EMBEDDED)})")
+    folder = DATA_DIR / name
+    if not all((folder / f"{s}.jsonl").exists() for s in ("train", "dev", "test")):
+        for split, text in _generated_text(name).items():
+            atomic_write_text(folder / f"{split}.jsonl", text)
+        log.info("generated the embedded %s dataset in %s", name, folder)
     return folder
 
 
 def load_dataset(data: str = DEFAULT_DATA, data_format: str = "auto") -> Dataset:
-    """Read a dataset by name (`phone-assistant`) or path, with `auto` format detection."""
-    path = materialize_embedded() if data == DEFAULT_DATA else Path(data)
+    """Read a dataset by embedded name (`phone-assistant`, `phone-assistant-wild`) or path, with `auto`
+    format detection."""
+    path = materialize_embedded(data) if data in EMBEDDED else Path(data)
     if data_format == "auto":
         data_format = detect_format(path)
     elif data_format not in FORMATS:
@@ -48,5 +69,5 @@ def load_dataset(data: str = DEFAULT_DATA, data_format: str = "auto") -> Dataset
     labels = build_label_space(splits["train"])
     for split in ("dev", "test"):
         count_unknown(labels, split, splits[split])
-    return Dataset(name=data if data == DEFAULT_DATA else path.name, data_format=data_format,
+    return Dataset(name=data if data in EMBEDDED else path.name, data_format=data_format,
                    splits=splits, labels=labels)

@@ -142,12 +142,18 @@ def read_jsonl_split(path: Path) -> list[Example]:
     return _nonempty(examples, path)
 
 
+def jsonl_text(examples: list[Example], extra: list[dict] | None = None) -> str:
+    """Native JSONL, one record a line; `extra` adds fields to each record (readers ignore unknown keys)."""
+    lines = []
+    for i, ex in enumerate(examples):
+        record = {"tokens": ex.tokens, "tags": ex.tags, "intent": ex.intent, "command": ex.command}
+        lines.append(json.dumps(record | (extra[i] if extra else {}), ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
 def write_jsonl_split(path: Path, examples: list[Example]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for ex in examples:
-            record = {"tokens": ex.tokens, "tags": ex.tags, "intent": ex.intent, "command": ex.command}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    path.write_text(jsonl_text(examples), encoding="utf-8")
 
 
 def read_jointbert_split(folder: Path) -> list[Example]:

@@ -186,14 +186,14 @@ class Tracker:
         (and uploaded by `wandb sync`)."""
         if self.run is None:
             return
-        from data import DEFAULT_DATA, materialize_embedded
+        from data import EMBEDDED, materialize_embedded
         from data.card import card
 
         text = card(dataset)
         artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,
                                        metadata={"format": dataset.data_format,
                                                  "sizes": {s: len(e) for s, e in dataset.splits.items()}})
-        path = materialize_embedded() if data == DEFAULT_DATA else Path(data)
+        path = materialize_embedded(data) if data in EMBEDDED else Path(data)
         if path.is_dir():
             artifact.add_dir(str(path), policy="immutable")
         else:
