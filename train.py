@@ -124,12 +124,12 @@ class Optimisation:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)  # clip and measure true gradients, not scaled ones
 
-    def clip(self, params: list[torch.nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total grad norm before clipping, 1.0 if it was clipped)."""
+    def clip(self, params: list[torch.nn.Parameter], total_norm: torch.Tensor) -> torch.Tensor:
+        """Scale the gradients to `grad_clip` when their total norm exceeds it; 1.0 if it did."""
         if self.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-            return norm, (norm > self.grad_clip).float()
-        return torch.nn.utils.get_total_norm([p.grad for p in params]), torch.zeros(())
+            torch.nn.utils.clip_grads_with_norm_(params, self.grad_clip, total_norm)
+            return (total_norm > self.grad_clip).float()
+        return torch.zeros(())
 
     def step(self) -> None:
         if self.scaler:
@@ -150,6 +150,17 @@ class Optimisation:
             self.scaler.load_state_dict(state["scaler"])
 
 
+def grad_norms(params: list[torch.nn.Parameter], parts: dict[str, torch.nn.Module]):
+    """(total gradient norm, {grad/norm/<part>: norm}) from one pass over the gradients: each parameter's
+    norm once (the foreach kernel `clip_grad_norm_` uses), combined per part and overall exactly as
+    `get_total_norm` combines them, so the numbers are the ones it gives on each list."""
+    norms = dict(zip(params, torch._foreach_norm([p.grad for p in params])))
+    combine = lambda tensors: torch.linalg.vector_norm(torch.stack(tensors))  # noqa: E731
+    by_part = {keys.module_grad_norm(name): combine([norms[p] for p in module.parameters() if p in norms])
+               for name, module in parts.items()}
+    return combine(list(norms.values())), by_part
+
+
 def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optimisation: Optimisation, epoch: int,
                autocast, telemetry: bool, task_grads: bool, forensics: Forensics | None = None) -> dict[str, torch.Tensor]:
     """One optimizer step. Returns the step's metrics as tensors (moved to the host by the caller):
@@ -167,12 +178,11 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
                 metrics[keys.task_grad_norm(task)] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
     with phase("backward"):
         optimisation.backward(total)
-    with phase("telemetry/module_norms"):
-        for name, module in model.named_parts().items() if telemetry else ():
-            metrics[keys.module_grad_norm(name)] = torch.nn.utils.get_total_norm(
-                [p.grad for p in module.parameters() if p.grad is not None])
     with phase("clip"):
-        norm, metrics[keys.GRAD_CLIPPED] = optimisation.clip([p for p in model.parameters() if p.grad is not None])
+        params = [p for p in model.parameters() if p.grad is not None]
+        norm, module_norms = grad_norms(params, model.named_parts() if telemetry else {})
+        metrics.update(module_norms)
+        metrics[keys.GRAD_CLIPPED] = optimisation.clip(params, norm)
     metrics[keys.GRAD_NORM] = norm
     metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
     with phase("forensics"):

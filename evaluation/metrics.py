@@ -38,23 +38,24 @@ def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, 
     model.eval()
     tags, intents, commands, losses = [], [], [], []
     probs = {"intent": [], "command": []}
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-        with autocast():
-            logits = model(batch["input_ids"], batch["attention_mask"])
-            if loss_fn is not None:
-                losses.append(float(loss_fn(logits, batch)))
-        entity = logits["entity"].argmax(-1).cpu().tolist()   # (B, T)
-        intents += [labels.intents.names[i] for i in logits["intent"].argmax(-1).cpu().tolist()]
-        if "command" in logits:
-            commands += [labels.commands.names[i] for i in logits["command"].argmax(-1).cpu().tolist()]
-        for head in probs if probabilities else ():
-            if head in logits:
-                probs[head] += logits[head].float().softmax(-1).cpu().tolist()
-        for row, enc in zip(entity, chunk):
-            kept = [labels.tags.names[row[p]] for p in enc.word_starts]
-            tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
+    with torch.inference_mode():  # no autograd graph: evaluation only reads the weights
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+            with autocast():
+                logits = model(batch["input_ids"], batch["attention_mask"])
+                if loss_fn is not None:
+                    losses.append(float(loss_fn(logits, batch)))
+            entity = logits["entity"].argmax(-1).cpu().tolist()   # (B, T)
+            intents += [labels.intents.names[i] for i in logits["intent"].argmax(-1).cpu().tolist()]
+            if "command" in logits:
+                commands += [labels.commands.names[i] for i in logits["command"].argmax(-1).cpu().tolist()]
+            for head in probs if probabilities else ():
+                if head in logits:
+                    probs[head] += logits[head].float().softmax(-1).cpu().tolist()
+            for row, enc in zip(entity, chunk):
+                kept = [labels.tags.names[row[p]] for p in enc.word_starts]
+                tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
     model.train()
     loss = sum(losses) / len(losses) if losses else float("nan")
     return Predictions(tags, intents, commands if labels.commands is not None else None, loss,
