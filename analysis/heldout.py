@@ -1,0 +1,358 @@
+"""Scores on dev and test split by phrasing: sentences phrased as in train against held-out ones.
+
+    python analysis/heldout.py results/baseline-phone-assistant-wild                 # a sweep folder
+    python analysis/heldout.py results/baseline-phone-assistant-wild results/gamma --checkpoint=last
+    python analysis/heldout.py runs/3f2a9c01 runs/77b0e4d2 --out=report/heldout      # run directories
+
+Each argument is a sweep folder (`<folder>/sweep.json`, `<folder>/runs/<run_id>/`, as sweeps/local.py
+writes it) or one run directory (train.py's record). Every finished run is rebuilt from its record
+(`model.loading.load_run`, `best` checkpoint unless `--checkpoint=last`), predicts its dataset's dev
+and test splits once, and each split is scored twice with `evaluation.compute_metrics`: on the
+sentences phrased as in train (in-template) and on the held-out ones. Which sentences are held out:
+the generator's own `held_out_phrasing` field when the JSONL records it (`phone-assistant-wild`),
+otherwise a data-derived stand-in, `data.novelty.new_ngram_flags` (a skeleton trigram train never
+has; it also counts typos and other noise as new). The report names which one each dataset used.
+
+Runs are grouped by configuration: the whole saved config except the seed and the fields that only
+name, place or log a run. Each metric gets a table, one row per configuration, mean ± std over seeds,
+and a paired column `test held-out - dev in-template` (95% t-interval over seeds): an interval below
+zero says the held-out test sentences are measurably harder than the in-template dev ones. With the
+`best` checkpoint, dev chose the weights, so dev scores lean optimistic; test is untouched.
+
+Writes `heldout.md` (also printed), `heldout.csv` (one row per configuration, metric and subset) and
+`heldout_runs.csv` (one row per run and subset) into `<first folder>/report/` (or `--out`). Runs that
+are not finished, or cannot be scored (a damaged checkpoint, data changed since training), are listed
+with the reason; no finished run at all is an error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from analysis.records import load_local
+from analysis.report import markdown_table, write_csv
+from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
+from data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedded
+from data.novelty import new_ngram_flags, recorded_held_out
+from evaluation import compute_metrics, predict
+from model import encode
+from model.loading import CHECKPOINTS, LoadedRun, RunError, load_run
+from telemetry import keys
+from telemetry.record import read_summary
+
+log = logging.getLogger("heldout")
+
+SPLITS = ("dev", "test")
+IN_TEMPLATE, HELD_OUT = "in-template", "held-out"
+SUBSETS = tuple((split, subset) for split in SPLITS for subset in (IN_TEMPLATE, HELD_OUT))
+METRICS = (("entity F1", keys.ENTITY_F1), ("intent accuracy", keys.accuracy("intent")),
+           ("intent macro F1", keys.macro_f1("intent")), ("command macro F1", keys.macro_f1("command")))
+# The paired gap the issue asks about: is held-out test harder than in-template dev?
+HARDER, EASIER = ("test", HELD_OUT), ("dev", IN_TEMPLATE)
+RECORDED = "recorded held_out_phrasing"
+FALLBACK = "new skeleton trigram (data.novelty.new_ngram_flags; no recorded flag)"
+# Config fields that name, place or log a run without changing what it learns: not part of a configuration.
+BOOKKEEPING = ("seed", "run_id", "run_name", "output_dir", "resume", "device", "threads", "log_every",
+               "task_grad_every", "forensics", "log_model", "wandb_mode", "wandb_project", "wandb_entity",
+               "wandb_group")
+FINISHED = "finished"
+
+
+class HeldoutError(ValueError):
+    """An input that cannot be analysed; the message names the path and what was expected."""
+
+
+@dataclass
+class Flags:
+    """Which dev and test sentences are held out, and how that was decided."""
+    by_split: dict[str, list[bool]]
+    source: str
+
+
+@dataclass
+class ScoredRun:
+    run_dir: Path
+    name: str                     # the run name without its seed
+    seed: int | None
+    configuration: str            # the grouping key: config without BOOKKEEPING, as sorted JSON
+    data: str
+    flags: Flags
+    checkpoint: str
+    step: int
+    sizes: dict[tuple[str, str], int] = field(default_factory=dict)         # (split, subset) -> sentences
+    scores: dict[tuple[str, str], dict] = field(default_factory=dict)       # (split, subset) -> compute_metrics
+
+
+# --- which runs
+def _run_status(run_dir: Path) -> str:
+    try:
+        return str(read_summary(run_dir).get(keys.STATUS, "running"))
+    except ValueError as err:
+        raise HeldoutError(str(err)) from None
+
+
+def find_runs(paths: list[Path]) -> tuple[list[Path], list[dict]]:
+    """(finished run directories, [{run, reason}] for the others), from sweep folders and run directories."""
+    finished, skipped = [], []
+    for path in paths:
+        if (path / "config.json").is_file():
+            status = _run_status(path)
+            found = [(path, path.name, status)]
+        elif path.is_dir():
+            try:
+                runs = load_local(path)
+            except (FileNotFoundError, ValueError) as err:
+                raise HeldoutError(str(err)) from None
+            found = [(path / "runs" / run.run_id, run.run_id, run.status) for run in runs]
+        else:
+            raise HeldoutError(f"{path}: no such directory (expected a sweep folder or a run directory)")
+        for run_dir, run_id, status in found:
+            if status == FINISHED:
+                finished.append(run_dir)
+            else:
+                skipped.append({"run": str(run_dir), "reason": f"status {status}"})
+    return finished, skipped
+
+
+# --- data and flags
+def held_out(dataset: Dataset, data: str) -> Flags:
+    """The generator's recorded flags when the native JSONL has them, else the new-trigram stand-in."""
+    folder = materialize_embedded(data) if data in EMBEDDED else Path(data)
+    recorded = recorded_held_out(folder) if dataset.data_format == "jsonl" else None
+    if recorded is not None:
+        return Flags(recorded, RECORDED)
+    train = dataset.splits["train"]
+    return Flags({split: new_ngram_flags(train, dataset.splits[split]) for split in SPLITS}, FALLBACK)
+
+
+class DataCache:
+    """Each dataset read and flagged once, however many runs use it."""
+
+    def __init__(self):
+        self._loaded: dict[tuple[str, str], tuple[Dataset, Flags]] = {}
+
+    def get(self, data: str, data_format: str) -> tuple[Dataset, Flags]:
+        if (data, data_format) not in self._loaded:
+            dataset = load_dataset(data, data_format)
+            self._loaded[data, data_format] = dataset, held_out(dataset, data)
+        return self._loaded[data, data_format]
+
+
+def _check_same_data(run: LoadedRun, dataset: Dataset, flags: Flags) -> None:
+    """A run scored on data other than what it was tested on would report numbers nobody measured."""
+    recorded = run.record.get("sizes", {})
+    for split in SPLITS:
+        size = len(dataset.splits[split])
+        if split in recorded and recorded[split] != size:
+            raise HeldoutError(f"{run.run_dir}: {run.config.data} now has {size} {split} sentences, the run had "
+                               f"{recorded[split]} (expected the data the run was trained on)")
+        if len(flags.by_split[split]) != size:
+            raise HeldoutError(f"{run.config.data}: {len(flags.by_split[split])} held_out_phrasing flags for {size} "
+                               f"{split} sentences (expected one per sentence)")
+
+
+# --- scoring
+def subset_scores(examples, predictions, labels, keep: list[bool]) -> dict | None:
+    """compute_metrics on the kept sentences only; None when none is kept (no score, not a zero)."""
+    if not any(keep):
+        return None
+    pick = lambda values: None if values is None else [v for v, k in zip(values, keep) if k]  # noqa: E731
+    chosen = replace(predictions, tags=pick(predictions.tags), intents=pick(predictions.intents),
+                     commands=pick(predictions.commands), intent_probs=None, command_probs=None)
+    metrics, _ = compute_metrics(pick(examples), chosen, labels)
+    return metrics
+
+
+def configuration_key(config: dict) -> str:
+    return json.dumps({k: v for k, v in config.items() if k not in BOOKKEEPING}, sort_keys=True, default=str)
+
+
+def name_without_seed(name: str) -> str:
+    return re.sub(r"\s*\bseed=\S+", "", name).strip()
+
+
+def score_run(run_dir: Path, checkpoint: str, device: torch.device, cache: DataCache) -> ScoredRun:
+    """Predict dev and test once with the run's own model and label space, then score each subset."""
+    run = load_run(run_dir, checkpoint, device)
+    try:
+        dataset, flags = cache.get(run.config.data, run.config.data_format)
+    except (DataError, OSError) as err:
+        raise HeldoutError(f"{run_dir}: its data {run.config.data!r} cannot be read ({err})") from None
+    _check_same_data(run, dataset, flags)
+    scored = ScoredRun(run_dir, name_without_seed(str(run.record.get("run_name") or run_dir.name)), run.config.seed,
+                       configuration_key(run.record["config"]), dataset.name, flags, checkpoint, run.step)
+    for split in SPLITS:
+        examples = dataset.splits[split]
+        encoded = encode(examples, run.tokenizer, run.labels, run.config.max_length)
+        predictions = predict(run.model, encoded, run.labels, run.config.batch_size * 2, device,
+                              run.tokenizer.pad_token_id)
+        for subset in (IN_TEMPLATE, HELD_OUT):
+            keep = [flag == (subset == HELD_OUT) for flag in flags.by_split[split]]
+            scored.sizes[split, subset] = sum(keep)
+            scored.scores[split, subset] = subset_scores(examples, predictions, run.labels, keep)
+    return scored
+
+
+# --- grouping and tables
+def group(runs: list[ScoredRun]) -> dict[str, list[ScoredRun]]:
+    """Runs by configuration, each under a label: the run name without its seed (the differing config
+    fields appended where two configurations share a name, e.g. an lr that run names do not show)."""
+    by_key: dict[str, list[ScoredRun]] = {}
+    for run in runs:
+        by_key.setdefault(run.configuration, []).append(run)
+    names = Counter(members[0].name for members in by_key.values())
+    groups = {}
+    for key, members in by_key.items():
+        name = members[0].name
+        if names[name] > 1:
+            name = f"{name} {_differing(key, [k for k, m in by_key.items() if m[0].name == name])}"
+        seeds = [r.seed for r in members]
+        if len(set(seeds)) < len(seeds):  # the same run twice (two folders), not two seeds
+            log.warning("%s: more than one run with the same seed (%s); each is counted", name, seeds)
+        groups[name] = members
+    return groups
+
+
+def _differing(key: str, keys_alike: list[str]) -> str:
+    configs = [json.loads(k) for k in keys_alike]
+    mine = json.loads(key)
+    return " ".join(f"{f}={mine.get(f)}" for f in mine if len({json.dumps(c.get(f)) for c in configs}) > 1)
+
+
+def _values(members: list[ScoredRun], subset: tuple[str, str], metric: str) -> list[float]:
+    return [r.scores[subset][metric] for r in members if r.scores.get(subset) and metric in r.scores[subset]]
+
+
+def _gaps(members: list[ScoredRun], metric: str) -> list[float]:
+    """Per run: test held-out minus dev in-template (paired: the same model on both)."""
+    pairs = [(r.scores.get(HARDER), r.scores.get(EASIER)) for r in members]
+    return [hard[metric] - easy[metric] for hard, easy in pairs if hard and easy and metric in hard and metric in easy]
+
+
+def _subset_name(subset: tuple[str, str]) -> str:
+    return f"{subset[0]} {subset[1]}"
+
+
+def metric_rows(groups: dict[str, list[ScoredRun]], metric: str) -> list[dict]:
+    """One row per configuration: mean ± std over seeds per subset, and the paired gap."""
+    rows = []
+    for name, members in groups.items():
+        row = {"configuration": name, "data": members[0].data, "seeds": len(members)}
+        for subset in SUBSETS:
+            mean, sd, n = mean_std(_values(members, subset, metric))
+            row[_subset_name(subset)] = fmt_mean_std(mean, sd, n) + (f" (n={n})" if n and n != len(members) else "")
+        gap = paired_interval(_gaps(members, metric))
+        row[f"{_subset_name(HARDER)} - {_subset_name(EASIER)}"] = fmt_interval(*gap[:3]) if gap[3] else "-"
+        rows.append(row)
+    return rows
+
+
+def size_rows(runs: list[ScoredRun]) -> list[dict]:
+    """Sentences per subset, once per dataset (every run of a dataset has the same flags)."""
+    rows = {}
+    for run in runs:
+        rows.setdefault(run.data, {"data": run.data, "held out by": run.flags.source,
+                                   **{_subset_name(s): run.sizes[s] for s in SUBSETS}})
+    return list(rows.values())
+
+
+def csv_rows(groups: dict[str, list[ScoredRun]]) -> list[dict]:
+    rows = []
+    for name, members in groups.items():
+        for label, metric in METRICS:
+            for subset in SUBSETS:
+                mean, sd, n = mean_std(_values(members, subset, metric))
+                rows.append({"configuration": name, "data": members[0].data, "held out by": members[0].flags.source,
+                             "metric": label, "split": subset[0], "subset": subset[1],
+                             "sentences": members[0].sizes[subset], "mean": mean, "std": sd, "n": n})
+    return rows
+
+
+def run_rows(runs: list[ScoredRun]) -> list[dict]:
+    return [{"run": str(r.run_dir), "configuration": r.name, "seed": r.seed, "data": r.data,
+             "held out by": r.flags.source, "checkpoint": r.checkpoint, "step": r.step, "split": subset[0],
+             "subset": subset[1], "sentences": r.sizes[subset],
+             **{label: (r.scores[subset] or {}).get(metric, "") for label, metric in METRICS}}
+            for r in runs for subset in SUBSETS]
+
+
+def render(runs: list[ScoredRun], groups: dict[str, list[ScoredRun]], left_out: list[dict], checkpoint: str) -> str:
+    parts = [f"# Held-out phrasings: in-template vs held-out sentences ({checkpoint} checkpoint)\n\n",
+             f"{len(runs)} runs scored in {len(groups)} configuration(s); mean ± std over seeds.\n",
+             "\n## Sentences per subset\n\n", markdown_table(size_rows(runs))]
+    for label, metric in METRICS:
+        parts += [f"\n## {label}\n\n", markdown_table(metric_rows(groups, metric))]
+    parts += [f"\nThe last column is {_subset_name(HARDER)} minus {_subset_name(EASIER)} per run, mean and 95% "
+              "t-interval over seeds: an interval below zero means the held-out test sentences are measurably harder "
+              "for this configuration. It holds the sentences fixed: it measures seed-to-seed spread, not the "
+              "sampling error of a few hundred sentences.\n",
+              "\n## Runs left out\n\n", markdown_table(left_out)]
+    return "".join(parts)
+
+
+# --- entry point
+def analyse(paths: list[Path], checkpoint: str, device: torch.device) -> tuple[list[ScoredRun], list[dict]]:
+    """Score every finished run; the others, and the ones that cannot be scored, with the reason."""
+    finished, left_out = find_runs(paths)
+    cache, runs = DataCache(), []
+    for run_dir in finished:
+        try:
+            runs.append(score_run(run_dir, checkpoint, device, cache))
+        except (RunError, HeldoutError) as err:
+            log.warning("left out: %s", err)
+            left_out.append({"run": str(run_dir), "reason": str(err)})
+    if not runs:
+        reasons = "; ".join(f"{row['run']}: {row['reason']}" for row in left_out) or "no runs at all"
+        raise HeldoutError(f"{', '.join(map(str, paths))}: no finished run could be scored "
+                           f"(expected runs with status finished and a checkpoint; {reasons})")
+    return runs, left_out
+
+
+@dataclass
+class Report:
+    runs: list[ScoredRun]
+    groups: dict[str, list[ScoredRun]]
+    left_out: list[dict]
+    markdown: str
+    out: Path
+
+
+def main(argv: list[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, help="sweep folders (sweeps/local.py) or run directories")
+    parser.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="which weights to score")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to predict")
+    parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device=cuda: no CUDA device is available (use --device=cpu)")
+    try:
+        runs, left_out = analyse(args.paths, args.checkpoint, torch.device(args.device))
+    except HeldoutError as err:
+        parser.error(str(err))
+    groups = group(runs)
+    markdown = render(runs, groups, left_out, args.checkpoint)
+    out = args.out or args.paths[0] / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heldout.md").write_text(markdown, encoding="utf-8")
+    write_csv(out / "heldout.csv", csv_rows(groups))
+    write_csv(out / "heldout_runs.csv", run_rows(runs))
+    print(markdown)
+    print(f"written to {out}")
+    return Report(runs, groups, left_out, markdown, out)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: no report written")

@@ -1,0 +1,119 @@
+"""analysis/heldout.py: subsets sized by the flags, scored as compute_metrics scores them alone, mean ± std
+over seeds, the new-trigram fallback named for data without recorded flags, and a one-line error."""
+import csv
+import statistics
+
+import pytest
+
+import train
+from analysis import heldout
+from data import load_dataset
+from data.formats import jsonl_text
+from data.novelty import new_ngram_flags
+from data.phone_assistant_wild import generate_flagged
+from evaluation import compute_metrics, predict
+from model import encode
+from model.loading import load_run
+from telemetry import keys
+from tests.datasets import write_generated
+
+
+def _write_flagged(folder):
+    """phone-assistant-wild at a small size, flags written as the embedded dataset writes them."""
+    folder.mkdir()
+    for split, flagged in generate_flagged(seed=5, sizes=(160, 40, 40)).items():
+        text = jsonl_text([ex for ex, _ in flagged], [{"held_out_phrasing": flag} for _, flag in flagged])
+        (folder / f"{split}.jsonl").write_text(text, encoding="utf-8")
+    return folder
+
+
+def _train(data, runs_dir, run_id, seed):
+    train.main([f"--data={data}", f"--output_dir={runs_dir}", f"--run_id={run_id}", f"--seed={seed}",
+                "--max_steps=3", "--wandb_mode=disabled", "--threads=1", "--batch_size=32"])
+    return runs_dir / run_id
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    flagged, plain = _write_flagged(root / "wild"), write_generated(root / "plain", (96, 24, 24))
+    run_dirs = [_train(flagged, root / "sweep" / "runs", f"wild{seed}", seed) for seed in (0, 1)]
+    _train(plain, root / "plain-sweep" / "runs", "plain0", 0)
+    report = heldout.main([*map(str, run_dirs), str(root / "plain-sweep"), f"--out={root / 'report'}"])
+    return report, flagged, plain, run_dirs
+
+
+def _by_data(report, folder):
+    return [run for run in report.runs if run.data == folder.name]
+
+
+def test_subset_sizes_are_the_recorded_flag_counts(analysed):
+    report, flagged, _, _ = analysed
+    records = {split: [line for line in (flagged / f"{split}.jsonl").read_text().splitlines()]
+               for split in heldout.SPLITS}
+    for run in _by_data(report, flagged):
+        assert run.flags.source == heldout.RECORDED
+        for split in heldout.SPLITS:
+            held = sum('"held_out_phrasing": true' in line for line in records[split])
+            assert 0 < held < len(records[split])
+            assert run.sizes[split, heldout.HELD_OUT] == held
+            assert run.sizes[split, heldout.IN_TEMPLATE] == len(records[split]) - held
+
+
+def test_subset_metrics_equal_compute_metrics_on_the_subset_alone(analysed):
+    report, flagged, _, _ = analysed
+    dataset = load_dataset(str(flagged))
+    for run in _by_data(report, flagged):
+        loaded = load_run(run.run_dir, "best")
+        for split in heldout.SPLITS:
+            for subset in (heldout.IN_TEMPLATE, heldout.HELD_OUT):
+                keep = [flag == (subset == heldout.HELD_OUT) for flag in run.flags.by_split[split]]
+                examples = [ex for ex, k in zip(dataset.splits[split], keep) if k]
+                encoded = encode(examples, loaded.tokenizer, loaded.labels, loaded.config.max_length)
+                alone = predict(loaded.model, encoded, loaded.labels, 8, "cpu", loaded.tokenizer.pad_token_id)
+                expected, _ = compute_metrics(examples, alone, loaded.labels)
+                got = run.scores[split, subset]
+                for _, metric in heldout.METRICS:
+                    assert got[metric] == pytest.approx(expected[metric], abs=1e-9), (split, subset, metric)
+
+
+def test_configuration_mean_and_std_over_the_two_seeds(analysed):
+    report, flagged, _, _ = analysed
+    (name, members), = [(n, m) for n, m in report.groups.items() if m[0].data == flagged.name]
+    assert sorted(r.seed for r in members) == [0, 1]
+    assert "seed=" not in name
+    with (report.out / "heldout.csv").open(encoding="utf-8") as rows:
+        written = [row for row in csv.DictReader(rows) if row["configuration"] == name]
+    assert len(written) == len(heldout.METRICS) * len(heldout.SUBSETS)
+    metric_of = dict(heldout.METRICS)
+    for row in written:
+        values = [r.scores[row["split"], row["subset"]][metric_of[row["metric"]]] for r in members]
+        assert float(row["mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(row["std"]) == pytest.approx(statistics.stdev(values), nan_ok=True)
+        assert row["n"] == "2"
+    assert f"| {name} |" in report.markdown
+
+
+def test_data_without_recorded_flags_falls_back_to_new_trigrams_and_says_so(analysed):
+    report, _, plain, _ = analysed
+    (run,) = _by_data(report, plain)
+    dataset = load_dataset(str(plain))
+    assert run.flags.source == heldout.FALLBACK
+    for split in heldout.SPLITS:
+        assert run.flags.by_split[split] == new_ngram_flags(dataset.splits["train"], dataset.splits[split])
+    assert heldout.FALLBACK in report.markdown and heldout.RECORDED in report.markdown
+    assert keys.ENTITY_F1 in run.scores["test", heldout.IN_TEMPLATE]
+
+
+def test_a_folder_without_finished_runs_is_one_line_and_a_nonzero_exit(tmp_path, capsys):
+    run_dir = tmp_path / "sweep" / "runs" / "crashed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text('{"config": {"seed": 0}}', encoding="utf-8")
+    (run_dir / "summary.json").write_text('{"status": "crashed"}', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        heldout.main([str(tmp_path / "sweep")])
+    assert exit_info.value.code != 0
+    stderr = capsys.readouterr().err
+    error = stderr.strip().splitlines()[-1]
+    assert "no finished run" in error and str(tmp_path / "sweep") in error and "status crashed" in error
+    assert "Traceback" not in stderr
