@@ -31,14 +31,17 @@ failed with that reason and left alone until `--fresh` starts it over.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -197,8 +200,91 @@ def _die_with_parent(parent: int):
     return setup
 
 
+class ForkServer:
+    """The runner's side of sweeps/forkserver.py: one pre-warmed process per sweep that forks each run
+    (same argv, environment and working directory as a fresh `python train.py ...`; see its docstring).
+    If it cannot start or dies, runs fall back to plain subprocesses."""
+
+    def __init__(self, log_path: Path):
+        self._lock = threading.Lock()
+        self._done: dict[str, tuple[threading.Event, list]] = {}
+        self.pids: dict[str, int] = {}
+        self.alive = True
+        self._ready = threading.Event()
+        with log_path.open("a", encoding="utf-8") as log:
+            self.process = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "forkserver.py")], cwd=ROOT,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                            preexec_fn=_die_with_parent(os.getpid()))
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            message = json.loads(line)
+            if message.get("ready"):
+                self._ready.set()
+            elif "pid" in message:
+                self.pids[message["id"]] = message["pid"]
+            elif "code" in message:
+                self.pids.pop(message["id"], None)
+                event, result = self._done.pop(message["id"])
+                result.append(message["code"])
+                event.set()
+        self.alive = False  # the server is gone: whatever was in flight failed; later runs use subprocesses
+        self._ready.set()
+        with self._lock:
+            for event, _ in self._done.values():
+                event.set()
+
+    def run(self, run_id: str, argv: list[str], env: dict, log_path: Path) -> int | None:
+        """Fork one run and wait for it; its exit code (negative: killed by that signal), or None when
+        the server is not available (the caller starts a subprocess instead)."""
+        self._ready.wait()
+        event, result = threading.Event(), []
+        with self._lock:
+            if not self.alive:
+                return None
+            self._done[run_id] = (event, result)
+            request = {"id": run_id, "argv": argv, "env": env, "cwd": str(ROOT), "log": str(log_path)}
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        event.wait()
+        return result[0] if result else -1
+
+    def terminate_runs(self) -> None:
+        for pid in list(self.pids.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def close(self) -> None:
+        """No more runs: the server exits once the runs in flight have ended."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        self.process.wait()
+
+
+def forkable(args: list[str]) -> tuple[list[str], dict] | None:
+    """(argv of the program, environment additions) when `args` is `[env [NAME=VALUE...]] <this python>
+    <program.py> ...`, the form `wandb agent` builds from ${env} ${interpreter} ${program} ${args}; None
+    for anything else (another interpreter, interpreter options, a non-Python program)."""
+    rest, extra = list(args), {}
+    if rest and os.path.basename(rest[0]) == "env":
+        rest.pop(0)
+        while rest and "=" in rest[0] and not rest[0].startswith("-"):
+            name, value = rest.pop(0).split("=", 1)
+            extra[name] = value
+    if len(rest) < 2 or os.path.realpath(shutil.which(rest[0]) or rest[0]) != os.path.realpath(sys.executable):
+        return None
+    if not rest[1].endswith(".py"):
+        return None
+    return rest[1:], extra
+
+
+SERVER: ForkServer | None = None  # the sweep's pre-warmed launcher (--launcher=fork), while one runs
+
+
 def launch(run: dict, folder: Path, threads: int, fresh: bool = False) -> int:
-    """Run one sweep run as a subprocess (resumed if it has a checkpoint, unless `fresh`); returns its exit code."""
+    """Run one sweep run (resumed if it has a checkpoint, unless `fresh`), forked from the pre-warmed
+    launcher when there is one, else as a subprocess; returns its exit code."""
     rid = run["run_id"]
     run_dir = folder / "runs" / rid
     args = list(run["args"])
@@ -210,7 +296,12 @@ def launch(run: dict, folder: Path, threads: int, fresh: bool = False) -> int:
     log_path = folder / "logs" / f"{rid}.log"
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(args)}\n")
-        log.flush()
+    target = forkable(args) if SERVER is not None else None
+    if target is not None:
+        code = SERVER.run(rid, target[0], {**env, **target[1]}, log_path)
+        if code is not None:
+            return code
+    with log_path.open("a", encoding="utf-8") as log:
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    preexec_fn=_die_with_parent(os.getpid()))
         RUNNING.add(process)
@@ -224,6 +315,8 @@ def launch(run: dict, folder: Path, threads: int, fresh: bool = False) -> int:
 def _stop_children_quietly() -> None:
     for process in list(RUNNING):
         process.terminate()
+    if SERVER is not None:
+        SERVER.terminate_runs()
 
 
 def _interrupt(signum=None, frame=None):
@@ -231,13 +324,23 @@ def _interrupt(signum=None, frame=None):
     raise KeyboardInterrupt
 
 
-def execute(sweep: dict, workers: int = 2, fresh: bool = False) -> dict:
+def execute(sweep: dict, workers: int = 2, fresh: bool = False, launcher: str = "fork") -> dict:
     """Run every planned run that has not finished; returns {run_id: status}. Holds the folder's
-    runner lock throughout (LockedError if another runner has it)."""
+    runner lock throughout (LockedError if another runner has it). `launcher`: fork (from a pre-warmed
+    process, sweeps/forkserver.py) or subprocess (a fresh interpreter per run)."""
+    global SERVER
     folder = Path(sweep["folder"])
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder, ".runner.lock", what="sweep folder"):
-        return _execute(sweep, folder, workers, fresh)
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        if launcher == "fork" and hasattr(os, "fork"):
+            SERVER = ForkServer(folder / "logs" / "forkserver.log")
+        try:
+            return _execute(sweep, folder, workers, fresh)
+        finally:
+            if SERVER is not None:
+                SERVER.close()
+            SERVER = None
 
 
 def _execute(sweep: dict, folder: Path, workers: int, fresh: bool) -> dict:
@@ -303,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="dataset passed to every run as --data (default: the YAML's)")
     parser.add_argument("--count", type=int, default=None, help="number of runs of a random sweep")
     parser.add_argument("--dry_run", action="store_true", help="print each run's command and exit")
+    parser.add_argument("--launcher", choices=("fork", "subprocess"), default="fork",
+                        help="fork: each run is forked from one process that imported torch, transformers and "
+                             "wandb once (same argv and environment, no start-up per run; Linux/macOS); "
+                             "subprocess: a fresh interpreter per run (default: fork)")
     parser.add_argument("--fresh", action="store_true",
                         help="start over the runs that cannot resume (every checkpoint damaged); the earlier "
                              "attempt moves to its previous/ folder")
@@ -320,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        status = execute(sweep, args.workers, args.fresh)
+        status = execute(sweep, args.workers, args.fresh, args.launcher)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the same command resumes {sweep['name']}", file=sys.stderr)
         return 130
