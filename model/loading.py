@@ -89,7 +89,7 @@ def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
         return build_encoder("tiny", vocab_size, tiny_architecture(cfg))
     try:
         config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing or unreadable; ValueError: no or an unknown model_type
         problem = f"{ENCODER_DIR}/config.json cannot be read" if recorded else \
             f"no {ENCODER_DIR}/config.json and the encoder {cfg.encoder!r} cannot be loaded offline"
         raise RunError(f"{run_dir}: {problem} ({str(err).splitlines()[0]})") from None
