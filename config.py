@@ -264,7 +264,8 @@ def check_tiny(cfg: Config) -> None:
     architecture and vocabulary, so a tiny_* value there would be silently ignored: an error instead.
     Attention splits the hidden size evenly over the heads, so it must divide."""
     if cfg.encoder != "tiny":
-        changed = [f"--{name}={getattr(cfg, name)}" for name in TINY_FLAGS if getattr(cfg, name) != getattr(Config, name)]
+        changed = [f"--{name}={getattr(cfg, name)}" for name in TINY_FLAGS
+                   if getattr(cfg, name) != getattr(Config, name)]
         if changed:
             raise ValueError(f"{', '.join(changed)}: the tiny_* flags apply only to --encoder=tiny, not "
                              f"--encoder={cfg.encoder} (which brings its own size and tokenizer): drop them")

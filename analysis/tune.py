@@ -174,7 +174,8 @@ def build_tune_report(runs: list[Run], title: str, out: Path, budget_seconds: fl
               "\n## Every finished run, best dev entity F1 first\n\n", markdown_table([shown(r) for r in table]),
               "\n## Which values help: mean ± std dev entity F1 per value (other parameters vary underneath)\n\n",
               markdown_table([shown_marginal(r) for r in margins]),
-              "\n## Runs not finished (missing, failed, crashed or still running)\n\n", markdown_table(unfinished(runs))]
+              "\n## Runs not finished (missing, failed, crashed or still running)\n\n",
+              markdown_table(unfinished(runs))]
     report = "".join(parts)
     (out / "tune.md").write_text(report, encoding="utf-8")
     write_csv(out / "tune_runs.csv", table)

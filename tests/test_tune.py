@@ -144,8 +144,8 @@ def write_run(folder: Path, rid: str, params: dict, dev_f1: list[float], test_f1
     (run_dir / "config.json").write_text(json.dumps({"config": params, "run_id": rid, "dataset": "fake"}))
     dev = lambda name: keys.split_metric("dev", name)  # noqa: E731
     rows = [{keys.STEP: 10 * (epoch + 1), keys.EPOCH: epoch, dev(keys.ENTITY_F1): f1,
-             dev(keys.accuracy("intent")): f1 + 0.1, dev(keys.macro_f1("intent")): f1, dev(keys.macro_f1("command")): f1}
-            for epoch, f1 in enumerate(dev_f1)]
+             dev(keys.accuracy("intent")): f1 + 0.1, dev(keys.macro_f1("intent")): f1,
+             dev(keys.macro_f1("command")): f1} for epoch, f1 in enumerate(dev_f1)]
     (run_dir / "history.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     summary = {keys.STATUS: "finished", keys.split_metric("test", keys.ENTITY_F1): test_f1,
                keys.PERF_TRAIN_SECONDS: seconds, keys.COLLAPSED: collapsed}
@@ -158,7 +158,8 @@ def tune_folder(tmp_path):
     write_run(tmp_path, "best-test", {"lr": 3e-4, "tiny_layers": 1, "seed": 0}, [0.75], 0.99, 20.0)
     write_run(tmp_path, "collapsed", {"lr": 3e-3, "tiny_layers": 4, "seed": 1}, [0.9], 0.5, 10.0, collapsed=True)
     write_run(tmp_path, "fast", {"lr": 1e-3, "tiny_layers": 1, "seed": 1}, [0.6], 0.5, 5.0)
-    planned = [{"run_id": rid, "status": "finished", "params": {}} for rid in ("good", "best-test", "collapsed", "fast")]
+    planned = [{"run_id": rid, "status": "finished", "params": {}}
+               for rid in ("good", "best-test", "collapsed", "fast")]
     planned.append({"run_id": "never-ran", "status": "failed", "params": {"lr": 1e-4, "tiny_layers": 2, "seed": 0}})
     (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned}))
     return tmp_path
