@@ -3,8 +3,9 @@
 The CLI accepts exactly what `wandb agent` passes: `--key=value` (or `--key value`),
 booleans as True/False, and None for optional fields. Unknown keys are an error.
 Defaults are the write-up's fixed configuration: -1e9 masking, focal gamma 2, new lambdas
-with the entity warm-up, dense focal loss. This module imports no torch, so the sweep tools
-can check flag names cheaply.
+with the entity warm-up, dense focal loss, and the tiny encoder at 2 layers x 128 hidden x 2 heads
+with a vocabulary of the train words seen twice (the `tiny_*` flags; sweeps/tune.yaml searches
+them). This module imports no torch, so the sweep tools can check flag names cheaply.
 
 Why a small hand-built parser rather than tyro (checked with tyro 1.0.17): tyro turns a bool field
 into `--stop-on-collapse/--no-stop-on-collapse` switches and rejects `--stop_on_collapse=True`, the
@@ -61,6 +62,10 @@ RANGES = {
     "log_every": (1, INF, True, False),
     "task_grad_every": (0, INF, True, False),
     "collapse_window": (1, INF, True, False),
+    "tiny_layers": (1, INF, True, False),
+    "tiny_hidden": (1, INF, True, False),
+    "tiny_heads": (1, INF, True, False),
+    "tiny_vocab_min_count": (1, INF, True, False),  # 1: every train word is a token
 }
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one safe path component, never `..` or a `/`
 TINY_MAX_LENGTH = 128  # the tiny encoder's position embeddings
@@ -79,7 +84,11 @@ class Config:
     data_format: Literal["auto", "jsonl", "jointbert", "massive"] = "auto"  # auto (detected from the layout), jsonl, jointbert or massive
     max_length: int = 128          # subword positions per sentence; longer sentences are cut
     # --- model
-    encoder: str = "tiny"          # tiny (random 2x128 BERT, tokenizer built from train) or an HF name/path (vinai/phobert-base, xlm-roberta-base)
+    encoder: str = "tiny"          # tiny (random BERT sized by the tiny_* flags, tokenizer built from train) or an HF name/path (vinai/phobert-base, xlm-roberta-base)
+    tiny_layers: int = 2           # --encoder=tiny only: transformer layers
+    tiny_hidden: int = 128         # --encoder=tiny only: hidden size (the feed-forward layer is 4x); a multiple of tiny_heads
+    tiny_heads: int = 2            # --encoder=tiny only: attention heads
+    tiny_vocab_min_count: int = 2  # --encoder=tiny only: train words seen this often are whole tokens (the rest split into characters)
     mask_value: str = "-1e9"       # logit of invalid I- tags: -inf (hard), a float such as -1e9 (soft), finfo_min or none
     dropout: float = 0.1           # on encoder outputs before the heads
     # --- entity loss
@@ -133,6 +142,10 @@ class Config:
     def warmup(self) -> tuple[float, ...] | None:
         """`entity_warmup` parsed: None keeps the preset's warm-up, () turns it off."""
         return parse_warmup(self.entity_warmup)
+
+
+# The flags that size the tiny encoder and its tokenizer (an error with any other encoder).
+TINY_FLAGS = tuple(f.name for f in fields(Config) if f.name.startswith("tiny_"))
 
 
 def parse_mask_value(text: str) -> float | str | None:
@@ -234,6 +247,7 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"--{name}={value}: expected {kind} in {describe_range(name)}")
     if cfg.encoder == "tiny" and cfg.max_length > TINY_MAX_LENGTH:
         raise ValueError(f"--max_length={cfg.max_length}: the tiny encoder has {TINY_MAX_LENGTH} positions")
+    check_tiny(cfg)
     if cfg.run_id is not None:
         check_run_id(cfg.run_id, "--run_id")
     mask, warmup = cfg.mask, cfg.warmup  # parsed once: a malformed value fails here, naming its flag
@@ -243,6 +257,21 @@ def validate(cfg: Config) -> None:
     if cfg.precision == "fp16" and isinstance(mask, float) and math.isfinite(mask) and abs(mask) > FP16_MAX:
         raise ValueError(f"--mask_value={cfg.mask_value} does not fit in torch.float16 (largest magnitude "
                          f"{FP16_MAX:g}); use --mask_value=finfo_min, -inf or --precision=bf16")
+
+
+def check_tiny(cfg: Config) -> None:
+    """The tiny_* flags size the from-scratch encoder and its tokenizer. Another encoder brings its own
+    architecture and vocabulary, so a tiny_* value there would be silently ignored: an error instead.
+    Attention splits the hidden size evenly over the heads, so it must divide."""
+    if cfg.encoder != "tiny":
+        changed = [f"--{name}={getattr(cfg, name)}" for name in TINY_FLAGS
+                   if getattr(cfg, name) != getattr(Config, name)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)}: the tiny_* flags apply only to --encoder=tiny, not "
+                             f"--encoder={cfg.encoder} (which brings its own size and tokenizer): drop them")
+    if cfg.tiny_hidden % cfg.tiny_heads:
+        raise ValueError(f"--tiny_hidden={cfg.tiny_hidden} is not a multiple of --tiny_heads={cfg.tiny_heads}: "
+                         "each attention head gets tiny_hidden / tiny_heads dimensions")
 
 
 def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:

@@ -85,7 +85,7 @@ def load_tokenizer(cfg: Config, dataset: Dataset, resume_dir: Path | None):
         except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
             raise ValueError(f"{resume_dir / 'tokenizer'}: cannot load the saved tokenizer ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    return build_tiny_tokenizer(dataset.splits["train"])
+    return build_tiny_tokenizer(dataset.splits["train"], cfg.tiny_vocab_min_count)
 
 
 def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:

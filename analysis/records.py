@@ -30,6 +30,7 @@ class Run:
     seed: int | None
     summary: dict = field(default_factory=dict)
     history_path: Path | None = None  # local history.jsonl
+    config: dict = field(default_factory=dict)  # train.py's flags as the run recorded them (else the sweep's plan)
     _history: list[dict] | None = None
 
     @property
@@ -86,7 +87,7 @@ def load_local(folder: Path) -> list[Run]:
         params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
         runs.append(Run(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
                         seed=config.get("seed", params.get("seed")), summary=summary,
-                        history_path=run_dir / "history.jsonl" if run_dir else None))
+                        history_path=run_dir / "history.jsonl" if run_dir else None, config={**params, **config}))
     return runs
 
 
@@ -109,7 +110,7 @@ def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
         status = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "running": "running"}.get(
             wandb_run.state, wandb_run.state)
         run = Run(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
-                  seed=config.get("seed"), summary=summary)
+                  seed=config.get("seed"), summary=summary, config=config)
         run._history = [{keys.STEP: row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
                         for row in wandb_run.scan_history() if keys.LOSS_TOTAL in row]
         runs.append(run)

@@ -2,9 +2,10 @@
 
 `build_model` is the one constructor train.py and `load_run` share. `load_run` needs nothing but
 the run directory train.py wrote: the resolved config and label names (`config.json`), the
-weights (`checkpoints/best.pt` or `last.pt`), the tokenizer (`tokenizer/`) and, for a Hugging
-Face encoder, its architecture (`encoder/config.json`; runs from before it was recorded fall back
-to the encoder name, which then has to be loadable offline). No data is read: the label
+weights (`checkpoints/best.pt` or `last.pt`), the tokenizer (`tokenizer/`) and the encoder's
+architecture (`encoder/config.json`, so a tiny encoder of any `tiny_*` size rebuilds as trained;
+runs from before it was recorded fall back to the config: the tiny_* flags, or the Hugging Face
+encoder name, which then has to be loadable offline). No data is read: the label
 vocabularies and the invalid-label mask are the run's own, in the run's order.
 """
 from __future__ import annotations
@@ -22,10 +23,10 @@ from safeio import read_json
 from telemetry.record import read_summary
 from data.labels import LabelSpace, Vocab
 from model.checkpoint import CheckpointError, load_checkpoint
-from model.multitask import MultiTaskNLU, build_encoder
+from model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
 
 CHECKPOINTS = ("best", "last")
-ENCODER_DIR = "encoder"  # the HF encoder's config.json, saved beside the tokenizer
+ENCODER_DIR = "encoder"  # the encoder's config.json (tiny or Hugging Face), saved beside the tokenizer
 
 
 class RunError(ValueError):
@@ -46,8 +47,9 @@ class LoadedRun:
 
 
 def build_model(cfg: Config, labels: LabelSpace, vocab_size: int, encoder=None) -> MultiTaskNLU:
-    """The multi-task model for `cfg`; `encoder` replaces `build_encoder(cfg.encoder, vocab_size)`."""
-    encoder = encoder if encoder is not None else build_encoder(cfg.encoder, vocab_size)
+    """The multi-task model for `cfg` (a tiny encoder sized by its tiny_* flags); `encoder` replaces
+    the one `build_encoder` would make."""
+    encoder = encoder if encoder is not None else build_encoder(cfg.encoder, vocab_size, tiny_architecture(cfg))
     return MultiTaskNLU(encoder, len(labels.intents), len(labels.commands) if labels.commands else None,
                         len(labels.tags), torch.tensor(labels.invalid_mask), cfg.mask,
                         cfg.dropout)
@@ -78,16 +80,20 @@ def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
 
 
 def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
-    """The encoder's architecture, randomly initialised: the checkpoint supplies every weight."""
-    if cfg.encoder == "tiny":
-        return build_encoder("tiny", vocab_size)
+    """The encoder's architecture, randomly initialised: the checkpoint supplies every weight. The
+    recorded encoder/config.json comes first, as the architecture that was trained; a tiny run from
+    before it was recorded is rebuilt from its tiny_* flags (defaults for runs older than those)."""
     saved = run_dir / ENCODER_DIR
-    source = saved if (saved / "config.json").is_file() else cfg.encoder
+    recorded = (saved / "config.json").is_file()
+    if cfg.encoder == "tiny" and not recorded:
+        return build_encoder("tiny", vocab_size, tiny_architecture(cfg))
     try:
-        return AutoModel.from_config(AutoConfig.from_pretrained(source))
-    except OSError as err:
-        raise RunError(f"{run_dir}: no {ENCODER_DIR}/config.json and the encoder {cfg.encoder!r} cannot be "
-                       f"loaded offline ({str(err).splitlines()[0]})") from None
+        config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder)
+    except (OSError, ValueError) as err:  # missing or unreadable; ValueError: no or an unknown model_type
+        problem = f"{ENCODER_DIR}/config.json cannot be read" if recorded else \
+            f"no {ENCODER_DIR}/config.json and the encoder {cfg.encoder!r} cannot be loaded offline"
+        raise RunError(f"{run_dir}: {problem} ({str(err).splitlines()[0]})") from None
+    return tiny_encoder(config) if cfg.encoder == "tiny" else AutoModel.from_config(config)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:

@@ -10,17 +10,33 @@ import torch
 from torch import nn
 from transformers import AutoModel, BertConfig, BertModel, PreTrainedModel
 
+from config import TINY_MAX_LENGTH, Config
 from model.masking import MaskValue, apply_mask
 
-TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-            max_position_embeddings=128)
+
+def tiny_architecture(cfg: Config) -> dict:
+    """BertConfig sizes of the tiny encoder from the `tiny_*` flags; the feed-forward layer is
+    4 x hidden, as in BERT, so one flag scales the whole block."""
+    return dict(hidden_size=cfg.tiny_hidden, num_hidden_layers=cfg.tiny_layers, num_attention_heads=cfg.tiny_heads,
+                intermediate_size=4 * cfg.tiny_hidden, max_position_embeddings=TINY_MAX_LENGTH)
 
 
-def build_encoder(name: str, vocab_size: int) -> PreTrainedModel:
-    """`tiny`: a randomly initialised 2 x 128 BERT; anything else: `AutoModel.from_pretrained`."""
+# The default tiny encoder (2 layers x 128 hidden x 2 heads): Config's defaults are its one source.
+TINY = tiny_architecture(Config())
+
+
+def build_encoder(name: str, vocab_size: int, tiny: dict | None = None) -> PreTrainedModel:
+    """`tiny`: a randomly initialised BERT of the `tiny` sizes (BertConfig keys, default TINY);
+    anything else: `AutoModel.from_pretrained`."""
     if name == "tiny":
-        return BertModel(BertConfig(vocab_size=vocab_size, **TINY), add_pooling_layer=False)
+        return tiny_encoder(BertConfig(vocab_size=vocab_size, **(tiny or TINY)))
     return AutoModel.from_pretrained(name)
+
+
+def tiny_encoder(config: BertConfig) -> BertModel:
+    """The tiny encoder for a BertConfig, built from the flags or read back from a run's record. No
+    pooler: the heads read the first token's hidden state, and the checkpoints hold no pooler weights."""
+    return BertModel(config, add_pooling_layer=False)
 
 
 class MultiTaskNLU(nn.Module):
