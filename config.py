@@ -109,6 +109,7 @@ class Config:
     epochs: int = 3                # passes over train
     max_steps: int | None = None   # stop after this many optimizer steps (None: epochs decide)
     batch_size: int = 32           # sentences per optimizer step
+    group_by_length: bool = False  # batches of similar-length sentences (less padding, faster); opt-in: it changes the batches
     lr: float = 5e-4               # AdamW peak learning rate (use ~5e-5 for a pretrained encoder)
     weight_decay: float = 0.01     # AdamW weight decay (not on biases and LayerNorm weights)
     warmup_ratio: float = 0.1      # linear LR warm-up share of the total steps, then linear decay
@@ -117,6 +118,7 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto (cuda if available), cpu or cuda
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32, or bf16 / fp16 autocast (fp16 adds a GradScaler)
     threads: int | None = None     # torch CPU threads (None: torch's default)
+    compile: bool = False          # torch.compile the model (dynamic shapes); opt-in: compiled kernels and dropout draw other numbers
     # --- run, logging, W&B
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"

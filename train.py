@@ -316,6 +316,8 @@ def build(cfg: Config, run_id: str, run_dir: Path, resuming: bool) -> Run:
     encoded = {split: encode(examples, tokenizer, dataset.labels, cfg.max_length)
                for split, examples in dataset.splits.items()}
     model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
+    if cfg.compile:
+        model.compile(dynamic=True)  # in place: the state_dict keys stay those of the plain model
     criterion, class_weights = build_criterion(cfg, dataset.labels)
     total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * math.ceil(len(encoded["train"]) / cfg.batch_size))
     optimizer = build_optimizer(model, cfg)
@@ -362,11 +364,21 @@ def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
     return state
 
 
+def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, window: int = 50) -> torch.Tensor:
+    """`order` with each window of `window` batches sorted by sentence length (longest first): batches of
+    similar lengths pad less, and the shuffle still decides which sentences share a window."""
+    size = window * batch_size
+    chunks = [sorted(order[i:i + size].tolist(), key=lambda j: -lengths[j]) for i in range(0, len(order), size)]
+    return torch.tensor([j for chunk in chunks for j in chunk], dtype=order.dtype)
+
+
 def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> float:
     """One pass over train (or up to the step budget); returns its training-loop seconds."""
     cfg, monitor, seconds = run.cfg, state.monitor, 0.0
     # The order depends on (seed, epoch) only, so a resumed epoch sees the same batches.
     order = torch.randperm(len(run.encoded["train"]), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    if cfg.group_by_length:
+        order = length_grouped(order, [len(e.input_ids) for e in run.encoded["train"]], cfg.batch_size)
     for start in range(0, len(order), cfg.batch_size):
         if state.step >= run.total_steps:
             break

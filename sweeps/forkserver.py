@@ -4,8 +4,10 @@ modules once, and forks every sweep run from there instead of starting a fresh i
 A run started this way is still its own process, with exactly the argv, environment and working
 directory `wandb agent` would give it: the child sets `sys.argv`, `os.environ`, the working
 directory, `sys.path[0]` and its stdio as the fresh interpreter would have them, then runs the
-program as `__main__` (runpy). What it saves is the interpreter start-up and the imports, paid once
-per sweep instead of once per run (measured by `python bench/bench.py --ablation`).
+program as `__main__` (runpy). It also runs the code on disk when it starts: if a repository module
+the server imported has changed since, the run replaces itself with a fresh interpreter (exec). What
+it saves is the interpreter start-up and the imports, paid once per sweep instead of once per run
+(measured by `python bench/bench.py --ablation`).
 
 The runner (sweeps/local.py) talks to it over pipes, one JSON object per line:
 
@@ -63,6 +65,33 @@ def _exit_code(err: SystemExit) -> int:
     return 1
 
 
+def _loaded_sources(root: str) -> dict[str, int]:
+    """Modification times of the repository's modules the server has imported."""
+    times = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and os.path.abspath(path).startswith(root + os.sep):
+            try:
+                times[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                pass
+    return times
+
+
+LOADED: dict[str, int] = {}  # the repository's modules as the server imported them (path -> mtime)
+
+
+def _stale() -> bool:
+    """True when a module the server imported has changed on disk since: the run must see today's code."""
+    for path, mtime in LOADED.items():
+        try:
+            if os.stat(path).st_mtime_ns != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
 def _child(request: dict, server_pid: int) -> None:
     """In the forked process: become the run `python <argv...>` would start, run it, never return."""
     _prctl_pdeathsig(signal.SIGTERM)
@@ -88,6 +117,8 @@ def _child(request: dict, server_pid: int) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     program = os.path.abspath(request["argv"][0])
+    if _stale():  # the code was edited during the sweep: this run starts a fresh interpreter, as it would have
+        os.execve(sys.executable, [sys.executable, *request["argv"]], dict(os.environ))
     sys.argv = list(request["argv"])
     sys.path[0] = os.path.dirname(program)  # as `python program.py` sets it
     threads = os.environ.get("OMP_NUM_THREADS", "")
@@ -206,6 +237,7 @@ def main() -> None:
     sys.path[0] = root
     for name in PRELOAD:
         importlib.import_module(name)
+    LOADED.update(_loaded_sources(root))
     _send({"ready": True})
     Server().serve()
 
