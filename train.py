@@ -317,6 +317,9 @@ def build(cfg: Config, run_id: str, run_dir: Path, resuming: bool) -> Run:
                for split, examples in dataset.splits.items()}
     model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
     if cfg.compile:
+        from torch._functorch import config as functorch_config
+
+        functorch_config.donated_buffer = False  # task-gradient norms backpropagate through the graph twice
         model.compile(dynamic=True)  # in place: the state_dict keys stay those of the plain model
     criterion, class_weights = build_criterion(cfg, dataset.labels)
     total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * math.ceil(len(encoded["train"]) / cfg.batch_size))

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 import train
 from config import Config, parse_config
@@ -146,3 +147,20 @@ def test_rerun_of_the_same_run_id_starts_fresh_and_keeps_the_earlier_attempt(tmp
     steps = [row["step"] for row in history if "loss/total" in row]
     assert steps == [1, 2, 3]
     assert len(read_history(run_dir / "previous" / "history.jsonl")) == len(history)
+
+
+def test_length_grouped_batches_pad_less_and_keep_every_sentence(tmp_path, small_data):
+    """Long-tailed lengths (3 to 60 tokens): each window of batches is sorted, nothing is lost or repeated."""
+    generator = torch.Generator().manual_seed(0)
+    lengths = [3 + int(x) for x in (torch.rand(1000, generator=generator) ** 4 * 57).tolist()]
+    order = torch.randperm(1000, generator=generator)
+    grouped = train.length_grouped(order, lengths, batch_size=8, window=10)
+    assert sorted(grouped.tolist()) == list(range(1000))
+    for start in range(0, 1000, 80):  # a window: the same sentences as the shuffle's, longest first
+        window = grouped[start:start + 80].tolist()
+        assert set(window) == set(order[start:start + 80].tolist())
+        assert [lengths[i] for i in window] == sorted((lengths[i] for i in window), reverse=True)
+    padded = lambda o: sum(8 * max(lengths[i] for i in o[s:s + 8].tolist()) for s in range(0, 1000, 8))  # noqa: E731
+    assert padded(grouped) < 0.8 * padded(order)
+    summary, _, history = run(tmp_path, small_data, "--group_by_length=True", "--max_steps=6")
+    assert summary["status"] == "finished" and len([r for r in history if "loss/total" in r]) == 6
