@@ -1,10 +1,11 @@
 """Turn a sweep's runs into the before/after table, the full grid, factor effects and plots.
 
-    python analysis/report.py results/ablation                      # a folder from sweeps/local.py
+    python analysis/report.py results/ablation-phone-assistant-wild     # a folder from sweeps/local.py
+    python analysis/report.py results/ablation-phone-assistant-wild results/ablation-phone-assistant
     python analysis/report.py --wandb ENTITY/PROJECT --sweep ID --out report/   # through wandb.Api
 
 Writes `report.md` (also printed), `before_after.csv`, `grid.csv`, `effects.csv` and
-`plots/*.png` into `<folder>/report/` (or `--out`). Every verdict sentence is computed from the
+`plots/*.png` into `<first folder>/report/` (or `--out`). Every verdict sentence is computed from the
 numbers beside it; runs that are missing, crashed or still running are listed, never dropped.
 One table per dataset, plus a cross-dataset summary of each factor's effect.
 """
@@ -322,7 +323,8 @@ def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", type=Path, help="a sweep folder written by sweeps/local.py")
+    parser.add_argument("folders", nargs="*", type=Path,
+                        help="sweep folders written by sweeps/local.py (several: one report, a table per dataset)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs through the W&B API instead")
     parser.add_argument("--sweep", help="with --wandb: only this sweep's runs")
     parser.add_argument("--out", type=Path, help="output folder (default: <folder>/report)")
@@ -331,12 +333,15 @@ def main(argv: list[str] | None = None) -> str:
     if args.wandb:
         runs, title = load_wandb(args.wandb, args.sweep), f"W&B {args.wandb} {args.sweep or ''}".strip()
         out = args.out or Path("report")
-    elif args.folder:
-        try:
-            runs = load_local(args.folder)
-        except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
-            parser.error(str(err))
-        title, out = f"Sweep {args.folder.name}", args.out or args.folder / "report"
+    elif args.folders:
+        runs = []
+        for folder in args.folders:
+            try:
+                runs += load_local(folder)
+            except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
+                parser.error(str(err))
+        title = "Sweep " + " + ".join(folder.name for folder in args.folders)
+        out = args.out or args.folders[0] / "report"
     else:
         parser.error("give a sweep folder or --wandb ENTITY/PROJECT")
     report = build_report(runs, title, out, plots=not args.no_plots)

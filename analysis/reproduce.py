@@ -1,11 +1,13 @@
-"""Reproduce everything with one command: run the ablation sweep offline, then write the report.
+"""Reproduce everything with one command: run the ablation sweep offline on both embedded datasets,
+then write one report with a table per dataset and the cross-dataset summary.
 
-    python analysis/reproduce.py                    # 24 runs on the embedded data, 2 workers
-    python analysis/reproduce.py --workers=1 --out=/tmp/results
+    python analysis/reproduce.py                    # 24 runs on each embedded dataset, 2 workers
+    python analysis/reproduce.py --data=phone-assistant-wild --workers=1 --out=/tmp/results
     python analysis/reproduce.py --sweep=sweeps/baseline.yaml --data=path/to/atis
 
 Runs already finished in the output folder are skipped, so an interrupted reproduction resumes.
-The report (Markdown, CSV) and the collapse-curve plots land in `<out>/<sweep>/report/`.
+Each dataset's runs go to `<out>/<sweep>-<dataset>/`; the report (Markdown, CSV) and the
+collapse-curve plots land in the first one's `report/`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+
+from data import EMBEDDED  # the embedded datasets (the project is installed: pip install -e .)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,15 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", type=Path, default=ROOT / "sweeps" / "ablation.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
-    parser.add_argument("--data", default=None, help="run the sweep on this dataset instead of the YAML's")
+    parser.add_argument("--data", action="append", default=None,
+                        help="a dataset to run the sweep on (repeat for several; default: both embedded datasets)")
     args = parser.parse_args(argv)
-    sweep_cmd = [sys.executable, str(ROOT / "sweeps" / "local.py"), str(args.sweep), f"--workers={args.workers}",
-                 f"--out={args.out}"] + ([f"--data={args.data}"] if args.data else [])
-    sweep_code = subprocess.run(sweep_cmd, check=False).returncode
-    folder = args.out / (args.sweep.stem + (f"-{Path(args.data).name}" if args.data else ""))
-    if not (folder / "sweep.json").exists():
+    sweep_code, folders = 0, []
+    for data in args.data or list(EMBEDDED):
+        sweep_cmd = [sys.executable, str(ROOT / "sweeps" / "local.py"), str(args.sweep), f"--workers={args.workers}",
+                     f"--out={args.out}", f"--data={data}"]
+        sweep_code = subprocess.run(sweep_cmd, check=False).returncode or sweep_code
+        folder = args.out / f"{args.sweep.stem}-{Path(data).name}"
+        if (folder / "sweep.json").exists():
+            folders.append(folder)
+    if not folders:
         return sweep_code or 1
-    report_code = subprocess.run([sys.executable, str(ROOT / "analysis" / "report.py"), str(folder)],
+    report_code = subprocess.run([sys.executable, str(ROOT / "analysis" / "report.py"), *map(str, folders)],
                                  check=False).returncode
     return sweep_code or report_code
 

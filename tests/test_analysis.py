@@ -18,12 +18,12 @@ def entity_f1(mask, gamma, lambdas, seed):
     return BASE[seed] + (0.01 * seed if gamma == 2.0 else 0.0) - (0.02 if lambdas == "new" else 0.0)
 
 
-def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished"):
+def write_run(folder, rid, mask, gamma, lambdas, seed, f1, status="finished", data="phone-assistant"):
     run_dir = folder / "runs" / rid
     run_dir.mkdir(parents=True)
     config = {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed, "loss_impl": "dense",
-              "data": "phone-assistant"}
-    (run_dir / "config.json").write_text(json.dumps({"config": config, "run_id": rid, "dataset": "phone-assistant"}))
+              "data": data}
+    (run_dir / "config.json").write_text(json.dumps({"config": config, "run_id": rid, "dataset": data}))
     collapsed = mask == "-inf"
     summary = {"status": status, "test/entity_f1": f1, "test/intent_f1": 0.02 if collapsed else 0.9,
                "test/command_f1": 0.01 if collapsed else 0.8, "test/entity/pred_non_O": 0.0 if collapsed else 0.45,
@@ -45,6 +45,21 @@ def episodes(collapsed, seed):
     if collapsed:
         return [{"kind": "one_intent", "first_step": 1, "last_step": 375, "recovered": False}]
     return [{"kind": "one_intent", "first_step": 10 + seed, "last_step": 29 + 11 * seed, "recovered": True}] if seed else []
+
+
+def write_sweep(folder, data="phone-assistant", shift=0.0):
+    """The 24-run grid; `shift` is added to every healthy run's entity F1."""
+    planned = []
+    for mask in ("-inf", "-1e9"):
+        for gamma in (2.0, 3.0):
+            for lambdas in ("old", "new"):
+                for seed in range(3):
+                    rid = f"{mask}-{gamma:g}-{lambdas}-{seed}"
+                    f1 = entity_f1(mask, gamma, lambdas, seed)
+                    write_run(folder, rid, mask, gamma, lambdas, seed, f1 + shift if f1 else f1, data=data)
+                    planned.append({"run_id": rid, "status": "finished",
+                                    "params": {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed}})
+    return planned
 
 
 @pytest.fixture
@@ -157,3 +172,18 @@ def test_data_sweep_with_no_finished_run_is_reported_not_crashed(tmp_path):
     assert runs[0].factors["data"] == "atis" and runs[0].status == "pending"
     report = build_report(runs, "t", tmp_path / "report", plots=False)
     assert "No finished run yet." in report and "| p1 | pending |" in report
+
+
+def test_one_report_over_two_datasets_has_a_table_each_and_the_cross_dataset_summary(tmp_path, capsys):
+    from analysis import report
+
+    folders = [tmp_path / "ablation-a", tmp_path / "ablation-b"]
+    for folder, data, shift in zip(folders, ("phone-assistant", "phone-assistant-wild"), (0.0, -0.3)):
+        (folder / "sweep.json").parent.mkdir(parents=True)
+        (folder / "sweep.json").write_text(json.dumps({"runs": write_sweep(folder, data, shift)}))
+    text = report.main([str(folders[0]), str(folders[1]), "--no_plots"])
+    assert "## Dataset: phone-assistant\n" in text and "## Dataset: phone-assistant-wild\n" in text
+    assert "## Across datasets" in text and (folders[0] / "report" / "report.md").exists()
+    wild = text.split("## Dataset: phone-assistant-wild")[1].split("## Across datasets")[0]
+    after = (BASE[0] + 0.0 - 0.02, BASE[1] + 0.01 - 0.02, BASE[2] + 0.02 - 0.02)  # -1e9, gamma 2, new, by seed
+    assert f"{sum(after) / 3 - 0.3:.3f}" in wild  # the shifted dataset's own numbers, not the other's
