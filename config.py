@@ -80,7 +80,7 @@ def describe_range(name: str) -> str:
 @dataclass
 class Config:
     # --- data
-    data: str = "phone-assistant"  # dataset name (the embedded default) or a path: JSONL / JointBERT folder / MASSIVE
+    data: str = "phone-assistant-wild"  # an embedded dataset (phone-assistant-wild, phone-assistant) or a path: JSONL / JointBERT folder / MASSIVE
     data_format: Literal["auto", "jsonl", "jointbert", "massive"] = "auto"  # auto (detected from the layout), jsonl, jointbert or massive
     max_length: int = 128          # subword positions per sentence; longer sentences are cut
     # --- model

@@ -13,13 +13,13 @@ from safeio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = "phone-assistant"
+DEFAULT_DATA = "phone-assistant-wild"  # config.Config.data (config.py imports no torch, so it spells it too)
 DATA_DIR = Path(__file__).resolve().parent  # embedded datasets are written to DATA_DIR / <name>
 # Embedded datasets: name -> (generator module, seed). Each module has `generate(seed)`; one that also has
 # `generate_flagged(seed)` gets its held-out-phrasing flags written into the JSONL (`held_out_phrasing`).
-EMBEDDED = {
-    "phone-assistant": ("data.phone_assistant", 13),
+EMBEDDED = {  # the default first
     "phone-assistant-wild": ("data.phone_assistant_wild", 13),
+    "phone-assistant": ("data.phone_assistant", 13),
 }
 
 __all__ = ["DEFAULT_DATA", "EMBEDDED", "FORMATS", "UNKNOWN", "DataError", "Dataset", "Example", "LabelSpace",

@@ -1,8 +1,8 @@
 """Print a dataset card: split sizes, label distributions, O share, the invalid-tag mask, how much of
 dev/test is new with respect to train (data/novelty.py) and how imbalanced the data are.
 
-    python -m data.card                              # the embedded phone-assistant data
-    python -m data.card --data=phone-assistant-wild  # the embedded data with held-out phrasings
+    python -m data.card                              # the default embedded data, phone-assistant-wild
+    python -m data.card --data=phone-assistant       # the templated embedded data
     python -m data.card --data path/to/atis          # any supported folder or file
 """
 from __future__ import annotations

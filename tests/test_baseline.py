@@ -82,7 +82,7 @@ def test_per_type_scores_in_summary_and_history(tmp_path, small_data):
 
 def test_baseline_sweep_on_a_jointbert_folder_produces_its_own_table(tmp_path):
     atis = tmp_path / "atis-like"
-    dataset = load_dataset()
+    dataset = load_dataset("phone-assistant")
     for split, n in (("train", 160), ("dev", 40), ("test", 40)):
         examples = dataset.splits[split][:n]
         for ex in examples:

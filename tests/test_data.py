@@ -14,7 +14,7 @@ from data.phone_assistant import INTENTS, PREFIXES, generate, strip_diacritics
 
 @pytest.fixture(scope="module")
 def default():
-    return load_dataset()
+    return load_dataset("phone-assistant")
 
 
 def test_generator_is_deterministic_and_seed_dependent():
@@ -188,3 +188,10 @@ def test_wrong_types_and_blank_sentences_name_the_right_file(tmp_path):
     _jointbert(tmp_path / "jb", "gọi mẹ\n \ngọi bố\n", "B-ACTION O\nO\nO O\n", "call\ncall\ncall\n")
     with pytest.raises(DataError, match=r"seq.in:2: empty sentence"):
         load_dataset(str(tmp_path / "jb"))
+
+
+def test_train_py_and_the_data_package_name_the_same_default_dataset():
+    from config import Config
+    from data import DEFAULT_DATA, EMBEDDED
+
+    assert Config.data == DEFAULT_DATA == next(iter(EMBEDDED))
