@@ -115,6 +115,31 @@ def marginals(pairs: list[tuple[Run, dict]]) -> list[dict]:
     return rows
 
 
+def configurations(pairs: list[tuple[Run, dict]]) -> list[dict]:
+    """Mean ± std of the dev metrics per configuration (every searched flag but the seed), best mean dev
+    entity F1 first: the paired view once a configuration has run with several seeds
+    (sweeps/tune-confirm.yaml). A configuration with a collapsed seed ranks below every healthy one."""
+    groups = defaultdict(list)
+    for run, dev in pairs:
+        groups[flags(run)].append((run, dev))
+    rows = []
+    for config, members in groups.items():
+        row = {"configuration": config, "seeds": len(members),
+               "collapsed": sum(collapsed(run) for run, _ in members)}
+        for column, key in DEV_METRICS.items():
+            row[column], row[column + " std"], _ = mean_std([dev.get(key, math.nan) for _, dev in members])
+        row[SECONDS] = mean_std([train_seconds(run) for run, _ in members])[0]
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["collapsed"] > 0, -_rank(r["dev entity F1"]), r["configuration"]))
+
+
+def shown_configuration(row: dict) -> dict:
+    cells = {"configuration": f"`{row['configuration']}`", "seeds": row["seeds"]}
+    cells.update({column: fmt_mean_std(row[column], row[column + " std"], row["seeds"]) for column in DEV_METRICS})
+    cells.update({"mean train s": f"{row[SECONDS]:.0f}", "collapsed": f"{row['collapsed']}/{row['seeds']}"})
+    return cells
+
+
 def _value_order(value) -> tuple:
     """Numbers in numeric order, anything else (a hand-edited config) after them as text."""
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
@@ -170,8 +195,13 @@ def build_tune_report(runs: list[Run], title: str, out: Path, budget_seconds: fl
     if budget_seconds is not None:
         parts.append(pick_line(f"Best within {budget_seconds:g} s of training", pick(pairs, budget_seconds),
                                f"no finished, healthy run trained within {budget_seconds:g} s"))
-    parts += ["\nOne seed per configuration: rerun the pick with other seeds before it becomes a default.\n",
-              "\n## Every finished run, best dev entity F1 first\n\n", markdown_table([shown(r) for r in table]),
+    grouped = configurations(pairs)
+    if any(row["seeds"] > 1 for row in grouped):
+        parts += ["\n## Configurations over seeds: mean ± std of the dev metrics, best mean first\n\n",
+                  markdown_table([shown_configuration(r) for r in grouped])]
+    else:
+        parts.append("\nOne seed per configuration: rerun the pick with other seeds before it becomes a default.\n")
+    parts += ["\n## Every finished run, best dev entity F1 first\n\n", markdown_table([shown(r) for r in table]),
               "\n## Which values help: mean ± std dev entity F1 per value (other parameters vary underneath)\n\n",
               markdown_table([shown_marginal(r) for r in margins]),
               "\n## Runs not finished (missing, failed, crashed or still running)\n\n",

@@ -202,3 +202,23 @@ def test_report_files_and_cli(tune_folder, capsys):
     with pytest.raises(SystemExit):
         tune_main([str(tune_folder), "--budget_seconds=-1"])
     assert "--budget_seconds=-1: expected a positive number" in capsys.readouterr().err
+
+
+def test_configurations_over_seeds_rank_by_the_mean_and_a_collapsed_seed_ranks_last(tmp_path):
+    """The confirm grid's view: seeds of one configuration pooled; one collapsed seed sinks it."""
+    write_run(tmp_path, "a0", {"lr": 1e-3, "seed": 0}, [0.70], 0.1, 10.0)
+    write_run(tmp_path, "a1", {"lr": 1e-3, "seed": 1}, [0.80], 0.1, 30.0)
+    write_run(tmp_path, "b0", {"lr": 3e-3, "seed": 0}, [0.95], 0.1, 10.0)   # the best single run...
+    write_run(tmp_path, "b1", {"lr": 3e-3, "seed": 1}, [0.20], 0.1, 10.0, collapsed=True)  # ...collapses with seed 1
+    write_run(tmp_path, "c0", {"lr": 5e-4, "seed": 0}, [0.72], 0.1, 10.0)
+    write_run(tmp_path, "c1", {"lr": 5e-4, "seed": 1}, [0.74], 0.1, 10.0)
+    planned = [{"run_id": rid, "status": "finished", "params": {}} for rid in ("a0", "a1", "b0", "b1", "c0", "c1")]
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned}))
+    from analysis.tune import configurations
+
+    rows = configurations(scored_runs(load_local(tmp_path)))
+    assert [r["configuration"].split()[0] for r in rows] == ["--lr=0.001", "--lr=0.0005", "--lr=0.003"]
+    assert rows[0]["dev entity F1"] == pytest.approx(0.75) and rows[0]["train s"] == pytest.approx(20.0)
+    assert rows[0]["dev entity F1 std"] == pytest.approx(0.0707107, abs=1e-6) and rows[2]["collapsed"] == 1
+    report = tune_main([str(tmp_path)])
+    assert "## Configurations over seeds" in report and "One seed per configuration" not in report
