@@ -106,13 +106,13 @@ class Config:
     lambda_command: float | None = None  # overrides the preset's command weight
     entity_warmup: str | None = None     # entity weight per epoch before lambda_entity, e.g. 0.3,0.4; off disables; None = preset
     # --- optimisation
-    epochs: int = 3                # passes over train
+    epochs: int = 5                # passes over train (chosen on dev: sweeps/tune-confirm.yaml)
     max_steps: int | None = None   # stop after this many optimizer steps (None: epochs decide)
     batch_size: int = 32           # sentences per optimizer step
     group_by_length: bool = False  # batches of similar-length sentences (less padding, faster); opt-in: it changes the batches
     lr: float = 5e-4               # AdamW peak learning rate (use ~5e-5 for a pretrained encoder)
     weight_decay: float = 0.01     # AdamW weight decay (not on biases and LayerNorm weights)
-    warmup_ratio: float = 0.1      # linear LR warm-up share of the total steps, then linear decay
+    warmup_ratio: float = 0.2      # linear LR warm-up share of the total steps, then linear decay (chosen on dev)
     grad_clip: float | None = 1.0  # max global grad norm; None or 0 disables clipping
     seed: int = 0                  # seeds Python and torch; with the epoch, the batch order
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto (cuda if available), cpu or cuda

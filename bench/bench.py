@@ -166,13 +166,15 @@ def ablation(workers: int, launcher: str, out: Path) -> dict[str, float]:
     """Wall time of the 24-run ablation, and the sum of its runs' own training-loop seconds."""
     from telemetry.record import read_summary
 
-    start = time.perf_counter()
+    from data import DEFAULT_DATA
+
+    start = time.perf_counter()  # the main job's sweep of the default dataset (analysis/reproduce.py names it so)
     subprocess.run([sys.executable, str(ROOT / "sweeps" / "local.py"), str(ROOT / "sweeps" / "ablation.yaml"),
-                    f"--workers={workers}", f"--out={out}", f"--launcher={launcher}"], cwd=ROOT, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    f"--workers={workers}", f"--out={out}", f"--launcher={launcher}", f"--data={DEFAULT_DATA}"],
+                   cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    summaries = [read_summary(path) for path in sorted((out / "ablation" / "runs").iterdir())
-                 if (path / "summary.json").exists()]
+    runs = out / f"ablation-{DEFAULT_DATA}" / "runs"
+    summaries = [read_summary(path) for path in sorted(runs.iterdir()) if (path / "summary.json").exists()]
     loop = sum(summary.get(keys.PERF_TRAIN_SECONDS, 0.0) for summary in summaries)
     return {"wall": wall, "loop": loop, "runs": len(summaries)}
 
@@ -235,8 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for every side")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where every side trains")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="train.py --precision")
-    parser.add_argument("--ablation", action="store_true",
-                        help="also the 24-run ablation with 2 workers, forked (default) and as subprocesses")
+    parser.add_argument("--ablation", action="store_true", help="also the 24-run ablation with 2 workers")
+    parser.add_argument("--launchers", default="fork", help="with --ablation: comma-separated sweeps/local.py "
+                        "launchers to time, e.g. fork,subprocess (default: fork)")
+    parser.add_argument("--ablation_out", type=Path, default=None,
+                        help="with --ablation: the sweeps' output folder (default: a temporary one; runs already "
+                             "finished there are skipped, so give a fresh one to time them)")
     parser.add_argument("--compile", action="store_true", help="also a default run with --compile against without")
     parser.add_argument("--forensics", action="store_true", help="only the cost of --forensics=first on a healthy run")
     args = parser.parse_args(argv)
@@ -296,8 +302,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.ablation:
         print("\n| 24-run ablation, 2 workers (sweeps/local.py sweeps/ablation.yaml) | wall s | sum of runs' "
               "perf/train_seconds | efficiency: wall / (sum / 2) | goal |\n|---|---|---|---|---|")
-        for launcher in ("fork", "subprocess"):
-            result = ablation(2, launcher, tmp / f"ablation-{launcher}")
+        launchers = args.launchers.split(",")
+        if args.ablation_out and len(launchers) > 1:
+            parser.error("--ablation_out takes one launcher (each launcher needs its own fresh folder)")
+        for launcher in launchers:
+            result = ablation(2, launcher, args.ablation_out or tmp / launcher)
             print(f"| --launcher={launcher} ({result['runs']} runs) | {result['wall']:.0f} | {result['loop']:.0f} | "
                   f"{result['wall'] / (result['loop'] / 2):.3f} | <= 1.15, wall <= 180 s |", flush=True)
 
