@@ -3,7 +3,8 @@
     .venv/bin/pip install -r bench/requirements.txt    # accelerate, for the HF Trainer comparison
     .venv/bin/python bench/bench.py                    # about 4 minutes on 2 cores
     .venv/bin/python bench/bench.py --steps=150 --repeats=2   # quicker, noisier
-    .venv/bin/python bench/bench.py --ablation         # also the 24-run ablation, 2 workers, per launcher (~15 min)
+    .venv/bin/python bench/bench.py --ablation         # also the 24-run ablation, 2 workers, forked runs (~10 min)
+    .venv/bin/python bench/bench.py --ablation --launchers=fork,subprocess   # and with a fresh interpreter per run
     .venv/bin/python bench/bench.py --forensics        # only: what --forensics=first costs a healthy run
     .venv/bin/python bench/bench.py --device=cuda --precision=bf16   # on a GPU machine
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -97,10 +97,14 @@ def subprocess_costs(threads: int, out: Path, flags: list[str] = ()) -> dict[str
     subprocess.run([sys.executable, "-c", "import train, wandb"], cwd=ROOT, env=env, check=True)
     imports = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run([sys.executable, "train.py", f"--output_dir={out}", "--run_id=bench-run", *flags], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "train.py", f"--output_dir={out}", "--run_id=bench-run", *flags],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this run's own peak (with the W&B service it started),
+    process.returncode = os.waitstatus_to_exitcode(status)  # not the bench's other children's
     wall = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if process.returncode != 0:
+        raise RuntimeError(f"train.py {' '.join(flags)} exited with {process.returncode}")
+    peak_mib = usage.ru_maxrss / 1024
     summary = json.loads((out / "bench-run" / "summary.json").read_text())
     return {"imports": imports, "wall": wall, "train": summary[keys.PERF_TRAIN_SECONDS], "peak_mib": peak_mib}
 
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["WANDB_SILENT"] = "true"
     tmp = Path(tempfile.mkdtemp(prefix="nlu-bench-"))
     n, t = args.steps, args.threads
-    print(f"# bench: {n} steps x {args.repeats} repeats, {t} threads, batch 32, tiny encoder, embedded data, "
+    print(f"# bench: {n} steps x {args.repeats} repeats, {t} threads, batch 32, tiny encoder, default data, "
           f"{args.device} {args.precision}")
     print("# command: python bench/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     if args.forensics:

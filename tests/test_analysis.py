@@ -75,7 +75,7 @@ def sweep_folder(tmp_path):
                                     "params": {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed}})
     planned.append({"run_id": "never-ran", "params": {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "seed": 3},
                     "status": "failed"})
-    (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned}))
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned, "data": "phone-assistant"}))
     return tmp_path
 
 
