@@ -133,7 +133,7 @@ def test_fp16_forward_overflow_is_found_in_the_encoder_and_does_not_spread(small
 
 def test_exploding_run_without_masking_has_a_late_origin_in_the_encoder(small_data, tmp_path):
     summary, run_dir, history = run(tmp_path, small_data, "--mask_value=none", "--lr=1e3", "--grad_clip=0",
-                                    "--max_steps=12")
+                                    "--max_steps=12", "--warmup_ratio=0.1")  # the trajectory this test pins
     origin = summary["health/nan_origin"]
     step = summary["health/first_nonfinite_step"]
     assert step >= 5 and origin["step"] == step and origin["replay_exact"] is True

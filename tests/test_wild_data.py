@@ -196,7 +196,7 @@ def test_novelty_on_hand_written_data():
 
 def test_phone_assistant_is_byte_for_byte_unchanged(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
-    folder = materialize_embedded()
+    folder = materialize_embedded("phone-assistant")
     digests = {split: hashlib.sha256((folder / f"{split}.jsonl").read_bytes()).hexdigest()[:16]
                for split in ("train", "dev", "test")}
     assert folder == tmp_path / "phone-assistant"
