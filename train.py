@@ -45,7 +45,7 @@ from telemetry.health import eval_evidence
 from telemetry.forensics import Forensics
 
 log = logging.getLogger("train")
-# Named ranges of a training step (torch.profiler shows them; bench/bench.py --profile sums them per step).
+# Named ranges of a training step (torch.profiler shows them; bench/bench.py sums them per step).
 # Outside a profiler a range costs about a microsecond.
 phase = torch.profiler.record_function
 
