@@ -64,15 +64,7 @@ def write_sweep(folder, data="phone-assistant", shift=0.0):
 
 @pytest.fixture
 def sweep_folder(tmp_path):
-    planned = []
-    for mask in ("-inf", "-1e9"):
-        for gamma in (2.0, 3.0):
-            for lambdas in ("old", "new"):
-                for seed in range(3):
-                    rid = f"{mask}-{gamma:g}-{lambdas}-{seed}"
-                    write_run(tmp_path, rid, mask, gamma, lambdas, seed, entity_f1(mask, gamma, lambdas, seed))
-                    planned.append({"run_id": rid, "status": "finished",
-                                    "params": {"mask_value": mask, "gamma": gamma, "lambdas": lambdas, "seed": seed}})
+    planned = write_sweep(tmp_path)
     planned.append({"run_id": "never-ran", "params": {"mask_value": "-1e9", "gamma": 2.0, "lambdas": "new", "seed": 3},
                     "status": "failed"})
     (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned, "data": "phone-assistant"}))
