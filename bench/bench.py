@@ -41,6 +41,44 @@ def train_rate(flags: list[str], steps: int, threads: int, out: Path) -> float:
     return summary[keys.PERF_STEPS_PER_SECOND]
 
 
+def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32",
+              losses: list | None = None, flags: list[str] = ()) -> float:
+    """steps/s of the least a loop around this model must do: train.py's batches (the first epoch's
+    order, repeated), forward, loss, backward, clipping, optimizer and schedule, and nothing else (no
+    telemetry, no record, no W&B, no progress bar). Its ratio to HF Trainer is the ceiling of any
+    loop's ratio to Trainer on this model. `losses` receives each step's total loss (a test compares
+    them with train.py's: the same work); `flags` are more train.py flags (another --data)."""
+    import torch
+
+    import train
+    from model.tokenization import collate
+
+    cfg, run_id, run_dir, _ = train.setup_run([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}",
+                                               f"--output_dir={out}", "--wandb_mode=disabled", f"--device={device}",
+                                               f"--precision={precision}", *flags])
+    run = train.build(cfg, run_id, run_dir, resuming=False)
+    model, optimisation, train_set = run.model, run.optimisation, run.encoded["train"]
+    model.train()
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000))
+    start = time.perf_counter()
+    for step in range(steps):
+        first = step * cfg.batch_size % len(order)
+        batch = collate([train_set[i] for i in order[first:first + cfg.batch_size].tolist()], run.tokenizer.pad_token_id)
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+        with run.autocast():
+            logits = model(batch["input_ids"], batch["attention_mask"])
+        total, _, _ = run.criterion(logits, batch, 0)
+        optimisation.backward(total)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimisation.step()
+        if losses is not None:
+            losses.append(total.item())
+    total.item()  # on a GPU: wait for the last step
+    seconds = time.perf_counter() - start
+    run.record.close()
+    return steps / seconds
+
+
 def trainer_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32") -> float:
     """steps/s of Hugging Face `Trainer` on the same model, data and loss."""
     import torch
@@ -97,14 +135,14 @@ def subprocess_costs(threads: int, out: Path, flags: list[str] = ()) -> dict[str
     subprocess.run([sys.executable, "-c", "import train, wandb"], cwd=ROOT, env=env, check=True)
     imports = time.perf_counter() - start
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "train.py", f"--output_dir={out}", "--run_id=bench-run", *flags],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)  # this run's own peak (with the W&B service it started),
-    process.returncode = os.waitstatus_to_exitcode(status)  # not the bench's other children's
+    measured = subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), sys.executable, "train.py",
+                               f"--output_dir={out}", "--run_id=bench-run", *flags],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
     wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise RuntimeError(f"train.py {' '.join(flags)} exited with {process.returncode}")
-    peak_mib = usage.ru_maxrss / 1024
+    result = json.loads(measured.stdout.strip().splitlines()[-1])  # train.py prints its verdict line before
+    if result["returncode"] != 0:
+        raise RuntimeError(f"train.py {' '.join(flags)} exited with {result['returncode']}")
+    peak_mib = result["peak_mib"]
     summary = json.loads((out / "bench-run" / "summary.json").read_text())
     return {"imports": imports, "wall": wall, "train": summary[keys.PERF_TRAIN_SECONDS], "peak_mib": peak_mib}
 
@@ -264,21 +302,29 @@ def main(argv: list[str] | None = None) -> None:
         return
     device = [f"--device={args.device}", f"--precision={args.precision}"]
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50", *device]
+    no_wandb = ["--wandb_mode=disabled", "--log_every=1", "--task_grad_every=50", *device]
     off = ["--wandb_mode=disabled", f"--log_every={10**9}", "--task_grad_every=0", *device]
     rates = print_rates(alternate({
         "full telemetry, W&B offline, every step": lambda: train_rate(full, n, t, tmp / "full"),
+        "full telemetry, W&B disabled (local record only)": lambda: train_rate(no_wandb, n, t, tmp / "no_wandb"),
         "telemetry and logging off": lambda: train_rate(off, n, t, tmp / "off"),
+        "bare loop: forward, loss, backward, clip, optimizer only": lambda: bare_rate(n, t, tmp / "bare", args.device,
+                                                                                      args.precision),
         "HF Trainer, same model/data/loss": lambda: trainer_rate(n, t, tmp / "trainer", args.device,
                                                                  args.precision),
         "full telemetry, --group_by_length (opt-in)": lambda: train_rate([*full, "--group_by_length=True"], n, t,
                                                                          tmp / "grouped"),
     }, args.repeats))
     full_rate, off_rate = rates["full telemetry, W&B offline, every step"], rates["telemetry and logging off"]
-    trainer = rates["HF Trainer, same model/data/loss"]
+    no_wandb_rate = rates["full telemetry, W&B disabled (local record only)"]
+    trainer, bare = rates["HF Trainer, same model/data/loss"], rates["bare loop: forward, loss, backward, clip, optimizer only"]
     print("\n| ratio (one run of this bench) | measured | goal |\n|---|---|---|")
     print(f"| steps/s, this loop with full telemetry / HF Trainer | {full_rate / trainer:.3f} | >= 1.2 |")
     print(f"| time per step, full telemetry / off | {off_rate / full_rate:.3f} | <= 1.05 |")
     print(f"| steps/s, this loop without telemetry / HF Trainer | {off_rate / trainer:.3f} | |")
+    print(f"| ceiling of any loop on this model: bare loop / HF Trainer | {bare / trainer:.3f} | |")
+    print(f"| of the telemetry cost: computing it (W&B disabled / off) | {off_rate / no_wandb_rate:.3f} | |")
+    print(f"| of the telemetry cost: W&B's offline rows (full / W&B disabled) | {no_wandb_rate / full_rate:.3f} | |")
     print(f"| steps/s, --group_by_length / default batches (full telemetry) | "
           f"{rates['full telemetry, --group_by_length (opt-in)'] / full_rate:.3f} | (opt-in: other batches) |")
 
@@ -313,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
             result = ablation(2, launcher, args.ablation_out or tmp / launcher)
             print(f"| --launcher={launcher} ({result['runs']} runs) | {result['wall']:.0f} | {result['loop']:.0f} | "
                   f"{result['wall'] / (result['loop'] / 2):.3f} | <= 1.15, wall <= 180 s |", flush=True)
+            print(f"\nfloor of the wall time with zero per-run overhead (--launcher={launcher}): the runs' training "
+                  f"loops alone, {result['loop']:.0f} s / 2 workers = {result['loop'] / 2:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

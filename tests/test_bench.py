@@ -1,0 +1,46 @@
+"""The bench's own measurements: the bare loop does train.py's work, and peak memory is the run's own."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.bench import bare_rate
+from telemetry import keys
+from telemetry.record import read_history
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bare_loop_computes_what_train_py_computes(tmp_path, tiny_data):
+    """The ceiling (bare loop / Trainer) is only a ceiling if the bare loop trains the same batches
+    with the same model, loss and optimizer: its losses equal train.py's, step for step, bit for bit."""
+    import train
+
+    flags = [f"--data={tiny_data}", "--threads=1"]
+    losses: list[float] = []
+    rate = bare_rate(3, 1, tmp_path / "bare", losses=losses, flags=flags)
+    summary = train.main(["--max_steps=3", "--epochs=100", f"--output_dir={tmp_path / 'train'}", "--run_id=r",
+                          "--wandb_mode=disabled", *flags])
+    logged = [row[keys.LOSS_TOTAL] for row in read_history(tmp_path / "train" / "r" / "history.jsonl")
+              if keys.LOSS_TOTAL in row]
+    assert rate > 0 and summary[keys.STATUS] == "finished"
+    assert losses == logged[:3] and len(set(losses)) == 3
+
+
+def test_peak_memory_is_the_command_s_own_not_the_parent_s(tmp_path):
+    """A child forked from a large process reports that process's size as its peak (Linux keeps the
+    high-water mark across exec): bench/peak_rss.py, started from a small interpreter, does not."""
+    ballast = bytearray(400 * 1024 * 1024)  # 400 MiB, touched: resident in this (the parent) process
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    command = [sys.executable, "-c", "x = bytearray(50 * 1024 * 1024)"]
+    direct = subprocess.Popen(command)
+    _, _, usage = os.wait4(direct.pid, 0)
+    measured = json.loads(subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), *command],
+                                         capture_output=True, text=True, check=True).stdout)
+    assert usage.ru_maxrss / 1024 > 400  # the artefact is real here: the parent's size
+    assert measured["returncode"] == 0 and 50 < measured["peak_mib"] < 120
+    del ballast
