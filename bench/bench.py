@@ -19,7 +19,10 @@ named ranges train.py opens around each phase of a step (`phase`), summed by tor
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -43,10 +46,9 @@ def train_rate(flags: list[str], steps: int, threads: int, out: Path) -> float:
 
 def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32",
               losses: list | None = None, flags: list[str] = ()) -> float:
-    """steps/s of the least a loop around this model must do: train.py's batches (the first epoch's
-    order, repeated), forward, loss, backward, clipping, optimizer and schedule, and nothing else (no
-    telemetry, no record, no W&B, no progress bar). Its ratio to HF Trainer is the ceiling of any
-    loop's ratio to Trainer on this model. `losses` receives each step's total loss (a test compares
+    """steps/s of the least a loop around this model must do: train.py's batches, forward, loss,
+    backward, clipping, optimizer and schedule, and nothing else (no telemetry, no record, no W&B, no
+    progress bar). Its ratio to HF Trainer is the ceiling of any loop's ratio to Trainer on this model. `losses` receives each step's total loss (a test compares
     them with train.py's: the same work); `flags` are more train.py flags (another --data)."""
     import torch
 
@@ -58,16 +60,19 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
                                                f"--precision={precision}", *flags])
     run = train.build(cfg, run_id, run_dir, resuming=False)
     model, optimisation, train_set = run.model, run.optimisation, run.encoded["train"]
+    per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     model.train()
-    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000))
     start = time.perf_counter()
     for step in range(steps):
-        first = step * cfg.batch_size % len(order)
-        batch = collate([train_set[i] for i in order[first:first + cfg.batch_size].tolist()], run.tokenizer.pad_token_id)
+        epoch, first = divmod(step, per_epoch)
+        if first == 0:  # train.py's order for this epoch (train_epoch)
+            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        chosen = order[first * cfg.batch_size:(first + 1) * cfg.batch_size].tolist()
+        batch = collate([train_set[i] for i in chosen], run.tokenizer.pad_token_id)
         batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
         with run.autocast():
             logits = model(batch["input_ids"], batch["attention_mask"])
-        total, _, _ = run.criterion(logits, batch, 0)
+        total, _, _ = run.criterion(logits, batch, epoch)
         optimisation.backward(total)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimisation.step()
@@ -120,11 +125,13 @@ def trainer_rate(steps: int, threads: int, out: Path, device: str = "cpu", preci
 
 
 def alternate(sides: dict, repeats: int) -> dict[str, list[float]]:
-    """Every measurement of each side, the sides interleaved to share the machine's drift."""
+    """Every measurement of each side, the sides interleaved to share the machine's drift (what the
+    runs print, train.py's verdict lines and Trainer's log dicts, is kept out of the bench's tables)."""
     results = {name: [] for name in sides}
     for _ in range(repeats):
         for name, measure in sides.items():
-            results[name].append(measure())
+            with contextlib.redirect_stdout(io.StringIO()):
+                results[name].append(measure())
     return results
 
 
@@ -159,7 +166,8 @@ def phase_breakdown(flags: list[str], steps: int, threads: int, out: Path) -> di
 
     import train
 
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])) as prof:
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])) as prof, \
+            contextlib.redirect_stdout(io.StringIO()):
         summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}",
                               *flags])
     ms = {}
@@ -234,7 +242,8 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
     rates = {"first": [], "off": []}
     for repeat in range(repeats):  # ABBA order: neither side always runs first in a round
         for mode in ("first", "off") if repeat % 2 == 0 else ("off", "first"):
-            rates[mode].append(train_rate([*full, f"--forensics={mode}"], n, threads, out / mode))
+            with contextlib.redirect_stdout(io.StringIO()):
+                rates[mode].append(train_rate([*full, f"--forensics={mode}"], n, threads, out / mode))
     print("\n| healthy run, full telemetry | steps/s (best of N) | median | all measurements |\n|---|---|---|---|")
     for mode, values in rates.items():
         print(f"| --forensics={mode} | {max(values):.1f} | {statistics.median(values):.1f} | "

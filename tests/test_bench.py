@@ -21,13 +21,13 @@ def test_bare_loop_computes_what_train_py_computes(tmp_path, tiny_data):
 
     flags = [f"--data={tiny_data}", "--threads=1"]
     losses: list[float] = []
-    rate = bare_rate(3, 1, tmp_path / "bare", losses=losses, flags=flags)
-    summary = train.main(["--max_steps=3", "--epochs=100", f"--output_dir={tmp_path / 'train'}", "--run_id=r",
+    rate = bare_rate(6, 1, tmp_path / "bare", losses=losses, flags=flags)  # 4 steps an epoch: into the second
+    summary = train.main(["--max_steps=6", "--epochs=100", f"--output_dir={tmp_path / 'train'}", "--run_id=r",
                           "--wandb_mode=disabled", *flags])
     logged = [row[keys.LOSS_TOTAL] for row in read_history(tmp_path / "train" / "r" / "history.jsonl")
               if keys.LOSS_TOTAL in row]
     assert rate > 0 and summary[keys.STATUS] == "finished"
-    assert losses == logged[:3] and len(set(losses)) == 3
+    assert losses == logged[:6] and len(set(losses)) == 6
 
 
 def test_peak_memory_is_the_command_s_own_not_the_parent_s(tmp_path):
