@@ -263,11 +263,21 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
           f"({seconds * max(rates['off']):.2%} of a step at {max(rates['off']):.1f} steps/s)")
 
 
-def print_rates(rates: dict[str, list[float]]) -> dict[str, float]:
+def print_rates(rates: dict[str, list[float]]) -> None:
+    """Every measurement; the best of N is the run the rest of the machine disturbed least."""
     print("\n| loop | steps/s (best of N) | median | all measurements |\n|---|---|---|---|")
     for name, values in rates.items():
         print(f"| {name} | {max(values):.1f} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
-    return {name: max(values) for name, values in rates.items()}  # best of N: the least disturbed run
+
+
+def print_ratios(measured: dict[str, list[float]], rows: list[tuple[str, str, str, str]]) -> None:
+    """Each ratio of rates (numerator side / denominator side) from the sides' best runs, and beside
+    it the same ratio within each round (the two sides measured minutes apart): their spread is how
+    far this machine's noise lets one run of the bench resolve a ratio."""
+    print("\n| ratio (one run of this bench) | best / best | each round | goal |\n|---|---|---|---|")
+    for label, top, bottom, goal in rows:
+        rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(measured[top], measured[bottom]))
+        print(f"| {label} | {max(measured[top]) / max(measured[bottom]):.3f} | {rounds} | {goal} |")
 
 
 def print_breakdown(ms: dict[str, float]) -> None:
@@ -313,29 +323,29 @@ def main(argv: list[str] | None = None) -> None:
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50", *device]
     no_wandb = ["--wandb_mode=disabled", "--log_every=1", "--task_grad_every=50", *device]
     off = ["--wandb_mode=disabled", f"--log_every={10**9}", "--task_grad_every=0", *device]
-    rates = print_rates(alternate({
-        "full telemetry, W&B offline, every step": lambda: train_rate(full, n, t, tmp / "full"),
-        "full telemetry, W&B disabled (local record only)": lambda: train_rate(no_wandb, n, t, tmp / "no_wandb"),
-        "telemetry and logging off": lambda: train_rate(off, n, t, tmp / "off"),
-        "bare loop: forward, loss, backward, clip, optimizer only": lambda: bare_rate(n, t, tmp / "bare", args.device,
-                                                                                      args.precision),
-        "HF Trainer, same model/data/loss": lambda: trainer_rate(n, t, tmp / "trainer", args.device,
-                                                                 args.precision),
-        "full telemetry, --group_by_length (opt-in)": lambda: train_rate([*full, "--group_by_length=True"], n, t,
-                                                                         tmp / "grouped"),
-    }, args.repeats))
-    full_rate, off_rate = rates["full telemetry, W&B offline, every step"], rates["telemetry and logging off"]
-    no_wandb_rate = rates["full telemetry, W&B disabled (local record only)"]
-    trainer, bare = rates["HF Trainer, same model/data/loss"], rates["bare loop: forward, loss, backward, clip, optimizer only"]
-    print("\n| ratio (one run of this bench) | measured | goal |\n|---|---|---|")
-    print(f"| steps/s, this loop with full telemetry / HF Trainer | {full_rate / trainer:.3f} | >= 1.2 |")
-    print(f"| time per step, full telemetry / off | {off_rate / full_rate:.3f} | <= 1.05 |")
-    print(f"| steps/s, this loop without telemetry / HF Trainer | {off_rate / trainer:.3f} | |")
-    print(f"| ceiling of any loop on this model: bare loop / HF Trainer | {bare / trainer:.3f} | |")
-    print(f"| of the telemetry cost: computing it (W&B disabled / off) | {off_rate / no_wandb_rate:.3f} | |")
-    print(f"| of the telemetry cost: W&B's offline rows (full / W&B disabled) | {no_wandb_rate / full_rate:.3f} | |")
-    print(f"| steps/s, --group_by_length / default batches (full telemetry) | "
-          f"{rates['full telemetry, --group_by_length (opt-in)'] / full_rate:.3f} | (opt-in: other batches) |")
+    sides = {
+        "full": ("full telemetry, W&B offline, every step", lambda: train_rate(full, n, t, tmp / "full")),
+        "no_wandb": ("full telemetry, W&B disabled (local record only)",
+                     lambda: train_rate(no_wandb, n, t, tmp / "no_wandb")),
+        "off": ("telemetry and logging off", lambda: train_rate(off, n, t, tmp / "off")),
+        "bare": ("bare loop: forward, loss, backward, clip, optimizer only",
+                 lambda: bare_rate(n, t, tmp / "bare", args.device, args.precision)),
+        "trainer": ("HF Trainer, same model/data/loss",
+                    lambda: trainer_rate(n, t, tmp / "trainer", args.device, args.precision)),
+        "grouped": ("full telemetry, --group_by_length (opt-in)",
+                    lambda: train_rate([*full, "--group_by_length=True"], n, t, tmp / "grouped")),
+    }
+    measured = alternate({key: measure for key, (_, measure) in sides.items()}, args.repeats)
+    print_rates({label: measured[key] for key, (label, _) in sides.items()})
+    print_ratios(measured, [
+        ("steps/s, this loop with full telemetry / HF Trainer", "full", "trainer", ">= 1.2"),
+        ("time per step, full telemetry / off", "off", "full", "<= 1.05"),
+        ("steps/s, this loop without telemetry / HF Trainer", "off", "trainer", ""),
+        ("ceiling of any loop on this model: bare loop / HF Trainer", "bare", "trainer", ""),
+        ("of the telemetry cost: computing it (W&B disabled / off)", "off", "no_wandb", ""),
+        ("of the telemetry cost: W&B's offline rows (full / W&B disabled)", "no_wandb", "full", ""),
+        ("steps/s, --group_by_length / default batches (full telemetry)", "grouped", "full", "(opt-in: other batches)"),
+    ])
 
     print_breakdown(phase_breakdown(full, n, t, tmp / "profile"))
     if args.device == "cpu":
