@@ -10,18 +10,21 @@ from pathlib import Path
 from bench.bench import bare_rate
 from telemetry import keys
 from telemetry.record import read_history
+from tests.datasets import write_imbalanced
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bare_loop_computes_what_train_py_computes(tmp_path, tiny_data):
+def test_bare_loop_computes_what_train_py_computes(tmp_path):
     """The ceiling (bare loop / Trainer) is only a ceiling if the bare loop trains the same batches
-    with the same model, loss and optimizer: its losses equal train.py's, step for step, bit for bit."""
+    with the same model, loss and optimizer: its losses equal train.py's, step for step, bit for bit,
+    here on imbalanced data whose 70 sentences make a short third batch before the second epoch."""
     import train
 
-    flags = [f"--data={tiny_data}", "--threads=1"]
+    data = write_imbalanced(tmp_path / "imbalanced", n_train=70, n_eval=40)
+    flags = [f"--data={data}", "--threads=1"]
     losses: list[float] = []
-    rate = bare_rate(6, 1, tmp_path / "bare", losses=losses, flags=flags)  # 4 steps an epoch: into the second
+    rate = bare_rate(6, 1, tmp_path / "bare", losses=losses, flags=flags)  # 32 + 32 + 6, then epoch 2
     summary = train.main(["--max_steps=6", "--epochs=100", f"--output_dir={tmp_path / 'train'}", "--run_id=r",
                           "--wandb_mode=disabled", *flags])
     logged = [row[keys.LOSS_TOTAL] for row in read_history(tmp_path / "train" / "r" / "history.jsonl")
