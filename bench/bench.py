@@ -1,7 +1,7 @@
 """Measured cost of the per-step telemetry and of the training loop, side by side in one run.
 
     .venv/bin/pip install -r bench/requirements.txt    # accelerate, for the HF Trainer comparison
-    .venv/bin/python bench/bench.py                    # about 4 minutes on 2 cores
+    .venv/bin/python bench/bench.py                    # about 7 minutes on 2 cores
     .venv/bin/python bench/bench.py --steps=150 --repeats=2   # quicker, noisier
     .venv/bin/python bench/bench.py --ablation         # also the 24-run ablation, 2 workers, forked runs (~10 min)
     .venv/bin/python bench/bench.py --ablation --launchers=fork,subprocess   # and with a fresh interpreter per run
@@ -9,9 +9,10 @@
     .venv/bin/python bench/bench.py --device=cuda --precision=bf16   # on a GPU machine
 
 Every comparison uses the same model, data, batch size, step count and thread count; runs of the
-sides alternate, and ratios use each side's best of `--repeats` (the run least disturbed by the
-rest of the machine; shared 2-core machines vary by 20% between identical runs, and every
-measurement is printed). Training throughput comes from
+sides alternate, and each ratio is printed from each side's best of `--repeats` (the run least
+disturbed by the rest of the machine) and within each round (shared 2-core machines vary by 20%
+between identical runs; every measurement is printed). The bare loop (`bare_rate`) is the ceiling
+of any loop on this model. Training throughput comes from
 train.py's own `perf/steps_per_second` (the training loop only: batching, forward, backward,
 optimizer, telemetry, logging; not start-up or evaluation). The per-step breakdown comes from the
 named ranges train.py opens around each phase of a step (`phase`), summed by torch.profiler.
