@@ -49,8 +49,9 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
               losses: list | None = None, flags: list[str] = ()) -> float:
     """steps/s of the least a loop around this model must do: train.py's batches, forward, loss,
     backward, clipping, optimizer and schedule, and nothing else (no telemetry, no record, no W&B, no
-    progress bar). Its ratio to HF Trainer is the ceiling of any loop's ratio to Trainer on this model. `losses` receives each step's total loss (a test compares
-    them with train.py's: the same work); `flags` are more train.py flags (another --data)."""
+    progress bar). Its ratio to HF Trainer is the ceiling of any loop's ratio to Trainer on this model.
+    `losses` receives each step's total loss (a test compares them with train.py's: the same work);
+    `flags` are more train.py flags (another --data)."""
     import torch
 
     import train
