@@ -146,7 +146,8 @@ def subprocess_costs(threads: int, out: Path, flags: list[str] = ()) -> dict[str
     start = time.perf_counter()
     measured = subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), sys.executable, "train.py",
                                f"--output_dir={out}", "--run_id=bench-run", *flags],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True)
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              check=True)
     wall = time.perf_counter() - start
     result = json.loads(measured.stdout.strip().splitlines()[-1])  # train.py prints its verdict line before
     if result["returncode"] != 0:
@@ -168,8 +169,8 @@ def phase_breakdown(flags: list[str], steps: int, threads: int, out: Path) -> di
 
     import train
 
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])) as prof, \
-            contextlib.redirect_stdout(io.StringIO()):
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof, contextlib.redirect_stdout(io.StringIO()):
         summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}",
                               *flags])
     ms = {}
