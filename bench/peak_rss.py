@@ -13,6 +13,11 @@ import subprocess
 import sys
 
 if __name__ == "__main__":
-    process = subprocess.Popen(sys.argv[1:])
+    if len(sys.argv) < 2:
+        sys.exit("usage: python bench/peak_rss.py COMMAND [ARG ...]")
+    try:
+        process = subprocess.Popen(sys.argv[1:])
+    except OSError as err:
+        sys.exit(f"error: cannot start {sys.argv[1]!r}: {err.strerror}")
     _, status, usage = os.wait4(process.pid, 0)
     print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "peak_mib": usage.ru_maxrss / 1024}))

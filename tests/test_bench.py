@@ -47,3 +47,11 @@ def test_peak_memory_is_the_command_s_own_not_the_parent_s(tmp_path):
     assert usage.ru_maxrss / 1024 > 400  # the artefact is real here: the parent's size
     assert measured["returncode"] == 0 and 50 < measured["peak_mib"] < 120
     del ballast
+
+
+def test_peak_rss_says_what_is_wrong_without_a_traceback():
+    for argv, expected in (([], "usage: python bench/peak_rss.py COMMAND"),
+                           (["no-such-command-here"], "error: cannot start 'no-such-command-here'")):
+        result = subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), *argv],
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
