@@ -367,6 +367,12 @@ def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
     return state
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The training sentences' order in `epoch`: a function of (seed, epoch) only, so a resumed epoch
+    sees the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+
+
 def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, window: int = 50) -> torch.Tensor:
     """`order` with each window of `window` batches sorted by sentence length (longest first): batches of
     similar lengths pad less, and the shuffle still decides which sentences share a window."""
@@ -378,8 +384,7 @@ def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, win
 def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> float:
     """One pass over train (or up to the step budget); returns its training-loop seconds."""
     cfg, monitor, seconds = run.cfg, state.monitor, 0.0
-    # The order depends on (seed, epoch) only, so a resumed epoch sees the same batches.
-    order = torch.randperm(len(run.encoded["train"]), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+    order = epoch_order(len(run.encoded["train"]), cfg.seed, epoch)
     if cfg.group_by_length:
         order = length_grouped(order, [len(e.input_ids) for e in run.encoded["train"]], cfg.batch_size)
     for start in range(0, len(order), cfg.batch_size):

@@ -67,8 +67,8 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
     start = time.perf_counter()
     for step in range(steps):
         epoch, first = divmod(step, per_epoch)
-        if first == 0:  # train.py's order for this epoch (train_epoch)
-            order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        if first == 0:
+            order = train.epoch_order(len(train_set), cfg.seed, epoch)
         chosen = order[first * cfg.batch_size:(first + 1) * cfg.batch_size].tolist()
         batch = collate([train_set[i] for i in chosen], run.tokenizer.pad_token_id)
         batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
