@@ -8,8 +8,8 @@
 
 Every step logs loss components, gradient norms, label-distribution histograms and `health/*`
 flags to W&B (offline unless an API key is configured) and to `<output_dir>/<run_id>/`.
-The run reads top to bottom: setup_run -> build -> restore_or_start -> (train_epoch ->
-validate_and_checkpoint) per epoch -> test_and_summarise.
+The run reads top to bottom: `Training.setup` (resolve_run -> build -> restore or start, the
+record and W&B) -> `train` (train_epoch -> validate_and_checkpoint per epoch) -> `test` (or `fail`).
 """
 from __future__ import annotations
 
@@ -32,17 +32,22 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_sche
 
 from config import Config, check_run_id, config_from_saved, parse_config
 from data import Dataset, load_dataset
-from evaluation import compute_metrics, predict
+from evaluation import compute_metrics
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from model import MultiTaskNLU, build_tiny_tokenizer, encode
 from model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
-from model.loading import ENCODER_DIR, build_model
+from model.loading import build_model
+from model.prediction import predict_encoded
 from model.tokenization import collate
-from telemetry import HealthMonitor, RunRecord, Tracker, keys, read_json
+from runfolder import (CK_CONFIG, CK_EPOCH, CK_MODEL, CK_OPTIMIZER, CK_RNG, CK_RUN_ID, CK_SCALER, CK_SCHEDULER,
+                       CK_TRAIN_STATE, RunFolder)
+from safeio import read_json
+from telemetry import HealthMonitor, RunRecord, Tracker, keys
 from telemetry.distributions import count_scalars, step_counts, to_host
-from telemetry.health import eval_evidence
 from telemetry.forensics import Forensics
+from telemetry.health import eval_evidence
+from telemetry.watch import CollapseWatch
 
 log = logging.getLogger("train")
 # Named ranges of a training step (torch.profiler shows them; bench/bench.py sums them per step).
@@ -75,15 +80,15 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_tokenizer(cfg: Config, dataset: Dataset, resume_dir: Path | None):
+def load_tokenizer(cfg: Config, dataset: Dataset, resumed: RunFolder | None):
     """The encoder's own tokenizer, or for `tiny` one built from train (or reloaded on resume)."""
     if cfg.encoder != "tiny":
         return AutoTokenizer.from_pretrained(cfg.encoder)
-    if resume_dir is not None:
+    if resumed is not None:
         try:
-            return PreTrainedTokenizerFast.from_pretrained(resume_dir / "tokenizer")
+            return PreTrainedTokenizerFast.from_pretrained(resumed.tokenizer)
         except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
-            raise ValueError(f"{resume_dir / 'tokenizer'}: cannot load the saved tokenizer ({type(err).__name__}: "
+            raise ValueError(f"{resumed.tokenizer}: cannot load the saved tokenizer ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return build_tiny_tokenizer(dataset.splits["train"], cfg.tiny_vocab_min_count)
 
@@ -140,14 +145,14 @@ class Optimisation:
         self.scheduler.step()
 
     def state_dict(self) -> dict:
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-        return {**state, "scaler": self.scaler.state_dict()} if self.scaler else state
+        state = {CK_OPTIMIZER: self.optimizer.state_dict(), CK_SCHEDULER: self.scheduler.state_dict()}
+        return {**state, CK_SCALER: self.scaler.state_dict()} if self.scaler else state
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.optimizer.load_state_dict(state[CK_OPTIMIZER])
+        self.scheduler.load_state_dict(state[CK_SCHEDULER])
         if self.scaler:
-            self.scaler.load_state_dict(state["scaler"])
+            self.scaler.load_state_dict(state[CK_SCALER])
 
 
 def grad_norms(params: list[torch.nn.Parameter], parts: dict[str, torch.nn.Module]):
@@ -212,7 +217,7 @@ class Evaluator:
 
     def __call__(self, split: str, epoch: int):
         """(metrics under `val/` or `test/`, predictions, per-type entity report) of one split."""
-        predictions = predict(self.model, self.encoded[split], self.dataset.labels, self.batch_size, self.device,
+        predictions = predict_encoded(self.model, self.encoded[split], self.dataset.labels, self.batch_size, self.device,
                               self.pad_id, loss_fn=lambda logits, batch: self.criterion(logits, batch, epoch)[0],
                               autocast=self.autocast)
         scores, entity_types = compute_metrics(self.dataset.splits[split], predictions, self.dataset.labels)
@@ -254,13 +259,10 @@ class TrainState:
 
 
 @dataclass
-class Run:
-    """What the stages share: the resolved config, the record, and everything built from them."""
+class Parts:
+    """What `build` makes from a resolved config: data, tokenizer, model, objective, optimisation,
+    evaluator. No record and no W&B: the bench's bare loop trains with these alone."""
     cfg: Config
-    run_id: str
-    run_dir: Path
-    name: str
-    record: RunRecord
     dataset: Dataset
     tokenizer: object
     encoded: dict
@@ -272,47 +274,43 @@ class Run:
     device: torch.device
     autocast: object
     total_steps: int
-    tracker: Tracker | None = None
-    forensics: Forensics | None = None
 
 
-# --- the stages
-def setup_run(argv: list[str] | None) -> tuple[Config, str, Path, dict | None]:
+def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, dict | None]:
     """Parse flags; for --resume, the saved config and the last checkpoint. Seeds everything."""
     cfg = parse_config(argv)
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
         check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
-        checkpoint, run_dir = None, Path(cfg.output_dir) / run_id
+        checkpoint, folder = None, RunFolder(Path(cfg.output_dir) / run_id)
     else:
-        run_dir = Path(cfg.resume)
-        if not (run_dir / "config.json").is_file():
+        folder = RunFolder(cfg.resume)
+        if not folder.is_run():
             raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
-        saved = read_json(run_dir / "config.json")
-        saved_cfg = config_from_saved(saved, run_dir / "config.json")
+        saved = read_json(folder.config)
+        saved_cfg = config_from_saved(saved, folder.config)
         ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
                    if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
         if ignored:
             log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
-        checkpoint, path = load_resumable(run_dir / "checkpoints")
-        if path.name != "last.pt":
-            log.warning("%s is damaged; resuming from the previous intact checkpoint %s",
-                        run_dir / "checkpoints" / "last.pt", path)
+        checkpoint, path = load_resumable(folder)
+        if path != folder.last:
+            log.warning("%s is damaged; resuming from the previous intact checkpoint %s", folder.last, path)
         cfg, run_id = replace(saved_cfg, resume=cfg.resume), saved["run_id"]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    return cfg, run_id, run_dir, checkpoint
+    return cfg, run_id, folder, checkpoint
 
 
-def build(cfg: Config, run_id: str, run_dir: Path, resuming: bool) -> Run:
+def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
     """Data, tokenizer, model, objective, optimiser and evaluator."""
     device = select_device(cfg.device)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     autocast = functools.partial(torch.autocast, device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext
     dataset = load_dataset(cfg.data, cfg.data_format)
-    tokenizer = load_tokenizer(cfg, dataset, run_dir if resuming else None)
+    tokenizer = load_tokenizer(cfg, dataset, folder if resuming else None)
     encoded = {split: encode(examples, tokenizer, dataset.labels, cfg.max_length)
                for split, examples in dataset.splits.items()}
     model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
@@ -329,42 +327,8 @@ def build(cfg: Config, run_id: str, run_dir: Path, resuming: bool) -> Run:
         torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None, cfg.grad_clip)
     evaluator = Evaluator(model, dataset, encoded, criterion, cfg.batch_size * 2, device, tokenizer.pad_token_id,
                           autocast)
-    return Run(cfg, run_id, run_dir, cfg.run_name or run_name(cfg), RunRecord(run_dir), dataset, tokenizer, encoded,
-               model, criterion, class_weights, optimisation, evaluator, device, autocast, total_steps)
-
-
-def restore_or_start(run: Run, checkpoint: dict | None) -> TrainState:
-    """Continue from a checkpoint, or start a fresh record; then write the config and open W&B."""
-    cfg, labels = run.cfg, run.dataset.labels
-    state = TrainState(HealthMonitor(window=cfg.collapse_window))
-    if checkpoint is not None:
-        run.model.load_state_dict(checkpoint["model"])
-        run.optimisation.load_state_dict(checkpoint)
-        set_rng_state(checkpoint["rng"])
-        state.load_state_dict(dict(checkpoint["train_state"]))
-        run.record.truncate_history(state.step)
-        run.record.summary.pop(keys.ERROR, None)
-        log.info("resuming %s from epoch %d, step %d", run.run_dir, state.epoch, state.step)
-    else:
-        run.record.start_fresh()
-        run.tokenizer.save_pretrained(run.run_dir / "tokenizer")
-        run.model.encoder.config.save_pretrained(run.run_dir / ENCODER_DIR)  # predict.py rebuilds the encoder from it
-    run_info = {"run_id": run.run_id, "run_name": run.name, "dataset": run.dataset.name,
-                "data_format": run.dataset.data_format, "sizes": {s: len(e) for s, e in run.dataset.splits.items()},
-                "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
-                           "commands": labels.commands.names if labels.commands else None,
-                           "invalid_tags": labels.invalid_tags},
-                "class_weights": run.class_weights.tolist(), "total_steps": run.total_steps}
-    run.record.write_config({"config": asdict(cfg), **run_info})
-    run.tracker = Tracker(run.record, cfg.wandb_mode, dict(
-        project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
-        name=run.name, id=run.run_id, dir=str(Path(cfg.output_dir)), config={**asdict(cfg), **run_info},
-        tags=run_tags(cfg)), resuming=checkpoint is not None)
-    run.tracker.log_dataset(run.dataset, cfg.data)
-    run.tracker.summary({keys.STATUS: "running", keys.RUN_ID: run.run_id, keys.RUN_NAME: run.name})
-    run.forensics = Forensics(cfg.forensics, run.run_dir, on_record=run.tracker.summary,
-                              recorded=run.record.summary.get(keys.NAN_ORIGIN), start_step=state.step)
-    return state
+    return Parts(cfg, dataset, tokenizer, encoded, model, criterion, class_weights, optimisation, evaluator, device,
+                 autocast, total_steps)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -381,161 +345,211 @@ def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, win
     return torch.tensor([j for chunk in chunks for j in chunk], dtype=order.dtype)
 
 
-def train_epoch(run: Run, state: TrainState, epoch: int, progress: tqdm) -> float:
-    """One pass over train (or up to the step budget); returns its training-loop seconds."""
-    cfg, monitor, seconds = run.cfg, state.monitor, 0.0
-    order = epoch_order(len(run.encoded["train"]), cfg.seed, epoch)
-    if cfg.group_by_length:
-        order = length_grouped(order, [len(e.input_ids) for e in run.encoded["train"]], cfg.batch_size)
-    for start in range(0, len(order), cfg.batch_size):
-        if state.step >= run.total_steps:
-            break
-        started = time.perf_counter()
-        with phase("collate"):
-            batch = collate([run.encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()],
-                            run.tokenizer.pad_token_id)
-        with phase("host_transfer"):
-            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-        state.step += 1
-        log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
-        task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
-        run.forensics.begin_step(state.step)
-        metrics = train_step(run.model, batch, run.criterion, run.optimisation, epoch, run.autocast,
-                             telemetry=log_now, task_grads=task_grads, forensics=run.forensics)
-        with phase("host_transfer"):
-            metrics = to_host(metrics)
-        state.n_clipped += int(metrics[keys.GRAD_CLIPPED])
-        monitor.check_finite(state.step, metrics[keys.LOSS_TOTAL], metrics[keys.GRAD_NORM], bool(run.optimisation.scaler))
-        if log_now:
-            log_step(run, state, epoch, metrics)
-        if monitor.collapse_step == state.step:  # the step it collapsed at: alert once, not every step after
-            run.tracker.alert("Training collapsed", f"{run.name}: {collapse_text(run, monitor)}")
-        state.last_metrics = metrics
-        seconds += time.perf_counter() - started
-        progress.update(1)
-        progress.set_postfix(loss=f"{metrics[keys.LOSS_TOTAL]:.3f}", refresh=False,
-                             pred_non_O=f"{metrics.get(keys.entity_dist(keys.PRED_NON_O), math.nan):.2f}")
-        if cfg.stop_on_collapse and monitor.collapsed:
-            state.stopped_on_collapse = True
-            break
-    return seconds
+class Training:
+    """One training run, built complete in `setup` (the shape of torchtune's recipes):
+    setup -> train (train_epoch, validate_and_checkpoint per epoch) -> test -> finish.
+    The collapse verdict is driven from one place, `self.watch`."""
 
+    def __init__(self, cfg: Config, run_id: str, folder: RunFolder, parts: Parts, record: RunRecord,
+                 checkpoint: dict | None):
+        self.cfg, self.run_id, self.folder, self.parts, self.record = cfg, run_id, folder, parts, record
+        self.name = cfg.run_name or run_name(cfg)
+        self.state = TrainState(HealthMonitor(window=cfg.collapse_window))
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            self._start_fresh()
+        self._write_config()
+        self.tracker = self._open_tracker(resuming=checkpoint is not None)
+        self.forensics = Forensics(cfg.forensics, write_line=record.log_forensics, on_record=self.tracker.summary,
+                                   recorded=record.summary.get(keys.NAN_ORIGIN))
+        self.watch = CollapseWatch(self.state.monitor, self.name, self.tracker.alert, lambda: self.forensics.text)
+        self.train_seconds, self.first_step = 0.0, self.state.step
 
-def log_step(run: Run, state: TrainState, epoch: int, metrics: dict) -> None:
-    """Scalar twins, health flags and the W&B / local record row of one logged step."""
-    monitor = state.monitor
-    with phase("telemetry/health"):
-        metrics.update(count_scalars(metrics, run.dataset.labels.invalid_mask))
-        metrics[keys.GRAD_CLIP_RATE] = state.n_clipped / state.step
-        open_before = set(monitor.open_episodes())
-        metrics.update(monitor.update(state.step, metrics))
-    for kind in set(monitor.open_episodes()) - open_before:
-        log.warning("%s: degenerate-prediction episode (%s) since step %d; a collapse only if it lasts to the end "
-                    "of training", run.name, kind, monitor.streaks[kind].first)
-    with phase("logging"):
-        run.tracker.log(state.step, {keys.EPOCH: epoch, **metrics})
+    @classmethod
+    def setup(cls, argv: list[str] | None = None) -> Training:
+        cfg, run_id, folder, checkpoint = resolve_run(argv)
+        parts = build(cfg, folder, resuming=checkpoint is not None)
+        return cls(cfg, run_id, folder, parts, RunRecord(folder.path), checkpoint)
 
+    # --- setup's steps
+    def _restore(self, checkpoint: dict) -> None:
+        self.parts.model.load_state_dict(checkpoint[CK_MODEL])
+        self.parts.optimisation.load_state_dict(checkpoint)
+        set_rng_state(checkpoint[CK_RNG])
+        self.state.load_state_dict(dict(checkpoint[CK_TRAIN_STATE]))
+        self.record.truncate_after(self.state.step)
+        self.record.summary.pop(keys.ERROR, None)
+        log.info("resuming %s from epoch %d, step %d", self.folder.path, self.state.epoch, self.state.step)
 
-def validate_and_checkpoint(run: Run, state: TrainState, epoch: int) -> None:
-    """Score dev, judge it for degenerate predictions, keep the best and the last checkpoint."""
-    val, predictions, _ = run.evaluate("dev", epoch=epoch)
-    run.tracker.log(state.step, {keys.EPOCH: epoch, **val})
-    for text in state.monitor.check_eval(epoch, state.step, degenerate_evidence(run.dataset.splits["dev"], predictions)):
-        log.warning("%s: %s", run.name, text)
-    state.epoch = epoch + 1
-    state.training_done = state.stopped_on_collapse or state.step >= run.total_steps or state.epoch >= run.cfg.epochs
-    checkpoints = run.run_dir / "checkpoints"
-    meta = dict(config=asdict(run.cfg), run_id=run.run_id, epoch=epoch)
-    if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
-        state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
-        save_checkpoint(checkpoints / "best.pt", run.model, train_state=state.state_dict(), **meta)
-    save_checkpoint(checkpoints / "last.pt", run.model, keep_previous=True, **run.optimisation.state_dict(),
-                    rng=rng_state(), train_state=state.state_dict(), **meta)
+    def _start_fresh(self) -> None:
+        self.record.start_fresh()
+        self.parts.tokenizer.save_pretrained(self.folder.tokenizer)
+        self.parts.model.encoder.config.save_pretrained(self.folder.encoder)  # predict.py rebuilds the encoder from it
 
+    def run_info(self) -> dict:
+        parts, labels = self.parts, self.parts.dataset.labels
+        return {"run_id": self.run_id, "run_name": self.name, "dataset": parts.dataset.name,
+                "data_format": parts.dataset.data_format,
+                "sizes": {s: len(e) for s, e in parts.dataset.splits.items()},
+                "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
+                           "commands": labels.commands.names if labels.commands else None,
+                           "invalid_tags": labels.invalid_tags},
+                "class_weights": parts.class_weights.tolist(), "total_steps": parts.total_steps}
 
-def test_and_summarise(run: Run, state: TrainState, train_seconds: float, first_step: int) -> dict:
-    """Test with the best-on-dev checkpoint; tables; the summary with the collapse verdict."""
-    tracker, test_examples = run.tracker, run.dataset.splits["test"]
-    best = load_checkpoint(run.run_dir / "checkpoints" / "best.pt", run.device)
-    run.model.load_state_dict(best["model"])
-    test, predictions, entity_types = run.evaluate("test", epoch=best["epoch"])
-    tracker.log(state.step, {keys.BEST_EPOCH: best["epoch"], **test})  # its own axis: `epoch` is the last val row's
-    tracker.table(keys.TABLE_ENTITY_TYPES, ["type", *keys.ENTITY_TYPE_STATS],
-                  [[t, *(row[s] for s in keys.ENTITY_TYPE_STATS[:3]), int(row["support"])]
-                   for t, row in entity_types.items()])
-    tracker.confusion_matrix(keys.TABLE_INTENT_CONFUSION, [ex.intent for ex in test_examples], predictions.intents,
-                             run.dataset.labels.intents.names)
-    errors = span_errors([ex.tags for ex in test_examples], predictions.tags)
-    tracker.table(keys.TABLE_ENTITY_ERRORS, ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
-    for kind in keys.SPAN_KINDS:
-        test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
-    final = {keys.final(k): v for k, v in state.last_metrics.items()
-             if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
-    summary = {**final, **test, keys.BEST_EPOCH: best["epoch"], keys.BEST_VAL_ENTITY_F1: state.best_f1,
-               keys.STEPS: state.step, keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
-               **state.monitor.verdict(), keys.PERF_TRAIN_SECONDS: train_seconds,
-               keys.PERF_STEPS_PER_SECOND: (state.step - first_step) / train_seconds if train_seconds else math.nan}
-    tracker.summary(summary)
-    if run.cfg.log_model:
-        tracker.log_model(run.run_dir, {keys.BEST_EPOCH: best["epoch"], keys.BEST_VAL_ENTITY_F1: state.best_f1})
-    tracker.finish("finished")
-    return test
+    def _write_config(self) -> None:
+        self.record.write_config({"config": asdict(self.cfg), **self.run_info()})
 
+    def _open_tracker(self, resuming: bool) -> Tracker:
+        cfg = self.cfg
+        tracker = Tracker(self.record, cfg.wandb_mode, dict(
+            project=cfg.wandb_project, entity=cfg.wandb_entity,
+            group=cfg.wandb_group or os.environ.get("WANDB_RUN_GROUP"), name=self.name, id=self.run_id,
+            dir=str(Path(cfg.output_dir)), config={**asdict(cfg), **self.run_info()}, tags=run_tags(cfg)),
+            resuming=resuming)
+        tracker.log_dataset(self.parts.dataset, cfg.data)
+        tracker.summary({keys.STATUS: "running", keys.RUN_ID: self.run_id, keys.RUN_NAME: self.name})
+        return tracker
 
-def collapse_text(run: Run, monitor: HealthMonitor) -> str:
-    """The verdict of a collapsed run: every reason with its evidence, and where the first NaN came from."""
-    origin = f": {run.forensics.text}" if run.forensics.text else ""
-    return f"collapsed at step {monitor.collapse_step} ({'; '.join(monitor.reasons)}){origin}"
+    # --- training
+    def train(self) -> None:
+        cfg, state = self.cfg, self.state
+        progress = tqdm(total=self.parts.total_steps, initial=state.step, desc=self.name, dynamic_ncols=True,
+                        mininterval=1.0, disable=None, file=sys.stderr)
+        try:
+            self.parts.model.train()
+            for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
+                self.train_seconds += self.train_epoch(epoch, progress)
+                self.validate_and_checkpoint(epoch)
+                if state.training_done:
+                    break
+        finally:
+            progress.close()
+        self.watch.finish()
 
+    def train_epoch(self, epoch: int, progress: tqdm) -> float:
+        """One pass over train (or up to the step budget); returns its training-loop seconds."""
+        cfg, parts, state, seconds = self.cfg, self.parts, self.state, 0.0
+        order = epoch_order(len(parts.encoded["train"]), cfg.seed, epoch)
+        if cfg.group_by_length:
+            order = length_grouped(order, [len(e.input_ids) for e in parts.encoded["train"]], cfg.batch_size)
+        for start in range(0, len(order), cfg.batch_size):
+            if state.step >= parts.total_steps:
+                break
+            started = time.perf_counter()
+            with phase("collate"):
+                batch = collate([parts.encoded["train"][i] for i in order[start:start + cfg.batch_size].tolist()],
+                                parts.tokenizer.pad_token_id)
+            with phase("host_transfer"):
+                batch = {k: v.to(parts.device, non_blocking=True) for k, v in batch.items()}
+            state.step += 1
+            log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
+            task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
+            self.forensics.begin_step(state.step)
+            metrics = train_step(parts.model, batch, parts.criterion, parts.optimisation, epoch, parts.autocast,
+                                 telemetry=log_now, task_grads=task_grads, forensics=self.forensics)
+            with phase("host_transfer"):
+                metrics = to_host(metrics)
+            state.n_clipped += int(metrics[keys.GRAD_CLIPPED])
+            with phase("telemetry/health"):
+                if log_now:
+                    metrics.update(count_scalars(metrics, parts.dataset.labels.invalid_mask))
+                    metrics[keys.GRAD_CLIP_RATE] = state.n_clipped / state.step
+                self.watch.observe(state.step, metrics, logged=log_now, scaled=bool(parts.optimisation.scaler))
+            if log_now:
+                with phase("logging"):
+                    self.tracker.log(state.step, {keys.EPOCH: epoch, **metrics})
+            state.last_metrics = metrics
+            seconds += time.perf_counter() - started
+            progress.update(1)
+            progress.set_postfix(loss=f"{metrics[keys.LOSS_TOTAL]:.3f}", refresh=False,
+                                 pred_non_O=f"{metrics.get(keys.entity_dist(keys.PRED_NON_O), math.nan):.2f}")
+            if cfg.stop_on_collapse and self.watch.collapsed:
+                state.stopped_on_collapse = True
+                break
+        return seconds
 
-def verdict_line(run: Run, state: TrainState, test: dict) -> str:
-    monitor = state.monitor
-    verdict = collapse_text(run, monitor) if monitor.collapsed else "healthy"
-    score = lambda name: test.get(keys.split_metric("test", name), math.nan)  # noqa: E731
-    return (f"[{run.run_id}] {run.name}: {verdict} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
-            f"intent F1 {score(keys.macro_f1('intent')):.3f}, command F1 {score(keys.macro_f1('command')):.3f}, "
-            f"pred_non_O {score(keys.entity_eval(keys.PRED_NON_O)):.3f} | record: {run.run_dir}")
+    def validate_and_checkpoint(self, epoch: int) -> None:
+        """Score dev, judge it for degenerate predictions, keep the best and the last checkpoint."""
+        state, parts = self.state, self.parts
+        val, predictions, _ = parts.evaluate("dev", epoch=epoch)
+        self.tracker.log(state.step, {keys.EPOCH: epoch, **val})
+        self.watch.after_eval(epoch, state.step, degenerate_evidence(parts.dataset.splits["dev"], predictions))
+        state.epoch = epoch + 1
+        state.training_done = state.stopped_on_collapse or state.step >= parts.total_steps or state.epoch >= self.cfg.epochs
+        meta = {CK_CONFIG: asdict(self.cfg), CK_RUN_ID: self.run_id, CK_EPOCH: epoch}
+        if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
+            state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
+            save_checkpoint(self.folder.best, parts.model, **{CK_TRAIN_STATE: state.state_dict()}, **meta)
+        save_checkpoint(self.folder.last, parts.model, keep_previous=True, **parts.optimisation.state_dict(),
+                        **{CK_RNG: rng_state(), CK_TRAIN_STATE: state.state_dict()}, **meta)
+
+    # --- test and finish
+    def test(self) -> dict:
+        """Test with the best-on-dev checkpoint; tables; the summary with the collapse verdict."""
+        tracker, state, parts, test_examples = self.tracker, self.state, self.parts, self.parts.dataset.splits["test"]
+        best = load_checkpoint(self.folder.best, parts.device)
+        parts.model.load_state_dict(best[CK_MODEL])
+        test, predictions, entity_types = parts.evaluate("test", epoch=best[CK_EPOCH])
+        tracker.log(state.step, {keys.BEST_EPOCH: best[CK_EPOCH], **test})  # its own axis: `epoch` is the last val row's
+        tracker.table(keys.TABLE_ENTITY_TYPES, ["type", *keys.ENTITY_TYPE_STATS],
+                      [[t, *(row[s] for s in keys.ENTITY_TYPE_STATS[:3]), int(row["support"])]
+                       for t, row in entity_types.items()])
+        tracker.confusion_matrix(keys.TABLE_INTENT_CONFUSION, [ex.intent for ex in test_examples], predictions.intents,
+                                 parts.dataset.labels.intents.names)
+        errors = span_errors([ex.tags for ex in test_examples], predictions.tags)
+        tracker.table(keys.TABLE_ENTITY_ERRORS, ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
+        for kind in keys.SPAN_KINDS:
+            test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
+        final = {keys.final(k): v for k, v in state.last_metrics.items()
+                 if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
+        seconds = self.train_seconds
+        summary = {**final, **test, keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1,
+                   keys.STEPS: state.step, keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
+                   **self.watch.verdict(), keys.PERF_TRAIN_SECONDS: seconds,
+                   keys.PERF_STEPS_PER_SECOND: (state.step - self.first_step) / seconds if seconds else math.nan}
+        tracker.summary(summary)
+        if self.cfg.log_model:
+            tracker.log_model({keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1})
+        tracker.finish("finished")
+        return test
+
+    def fail(self, err: BaseException) -> None:
+        """Training or test raised: mark the record crashed (or interrupted) and close W&B; nothing is lost."""
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
+        try:
+            self.record.update_summary({keys.STATUS: status, keys.ERROR: f"{type(err).__name__}: {err}",
+                                        **self.watch.verdict()})
+        except OSError as write_err:  # a full disk: the status cannot be written, the error still is shown
+            log.warning("could not mark the run %s: %s", status, write_err)
+        try:
+            self.tracker.finish(status)
+        except Exception as finish_err:  # the local record is already complete
+            log.warning("W&B did not finish cleanly: %s", finish_err)
+        self.record.close()  # releases the run's lock even when finishing failed
+
+    def verdict_line(self, test: dict) -> str:
+        score = lambda name: test.get(keys.split_metric("test", name), math.nan)  # noqa: E731
+        return (f"[{self.run_id}] {self.name}: {self.watch.text()} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
+                f"intent F1 {score(keys.macro_f1('intent')):.3f}, command F1 {score(keys.macro_f1('command')):.3f}, "
+                f"pred_non_O {score(keys.entity_eval(keys.PRED_NON_O)):.3f} | record: {self.folder.path}")
 
 
 def main(argv: list[str] | None = None) -> dict:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    cfg, run_id, run_dir, checkpoint = setup_run(argv)
-    run = build(cfg, run_id, run_dir, resuming=checkpoint is not None)
-    state = restore_or_start(run, checkpoint)
-    progress = tqdm(total=run.total_steps, initial=state.step, desc=run.name, dynamic_ncols=True, mininterval=1.0,
-                    disable=None, file=sys.stderr)
-    train_seconds, first_step = 0.0, state.step
+    training = Training.setup(argv)
     try:
-        run.model.train()
-        for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
-            train_seconds += train_epoch(run, state, epoch, progress)
-            validate_and_checkpoint(run, state, epoch)
-            if state.training_done:
-                break
-        progress.close()
-        state.monitor.finalize()
-        if state.monitor.collapsed:
-            run.tracker.alert("Training collapsed", f"{run.name}: {collapse_text(run, state.monitor)}")
-        test = test_and_summarise(run, state, train_seconds, first_step)
+        training.train()
+        test = training.test()
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "crashed"
-        try:
-            run.record.update_summary({keys.STATUS: status, keys.ERROR: f"{type(err).__name__}: {err}",
-                                       **state.monitor.verdict()})
-        except OSError as write_err:  # a full disk: the status cannot be written, the error still is shown
-            log.warning("could not mark the run %s: %s", status, write_err)
-        progress.close()
-        try:
-            run.tracker.finish(status)
-        except Exception as finish_err:  # the local record is already complete
-            log.warning("W&B did not finish cleanly: %s", finish_err)
-        run.record.close()  # releases the run's lock even when finishing failed
+        training.fail(err)
         if isinstance(err, KeyboardInterrupt):  # Ctrl-C: tell the user how to go on
-            raise KeyboardInterrupt(f"the run is marked interrupted; continue it with --resume={run.run_dir}") from None
+            raise KeyboardInterrupt("the run is marked interrupted; continue it with "
+                                    f"--resume={training.folder.path}") from None
         raise
-    print(verdict_line(run, state, test))
-    return run.record.summary
+    print(training.verdict_line(test))
+    return training.record.summary
 
 
 def _terminated(signum, frame):

@@ -57,10 +57,10 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
     import train
     from model.tokenization import collate
 
-    cfg, run_id, run_dir, _ = train.setup_run([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}",
+    cfg, _, folder, _ = train.resolve_run([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}",
                                                f"--output_dir={out}", "--wandb_mode=disabled", f"--device={device}",
                                                f"--precision={precision}", *flags])
-    run = train.build(cfg, run_id, run_dir, resuming=False)
+    run = train.build(cfg, folder, resuming=False)
     model, optimisation, train_set = run.model, run.optimisation, run.encoded["train"]
     per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     model.train()
@@ -81,9 +81,7 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
         if losses is not None:
             losses.append(total.item())
     total.item()  # on a GPU: wait for the last step
-    seconds = time.perf_counter() - start
-    run.record.close()
-    return steps / seconds
+    return steps / (time.perf_counter() - start)
 
 
 def trainer_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32") -> float:
@@ -253,7 +251,7 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
               f"{', '.join(f'{v:.1f}' for v in values)} |")
     print(f"\ntime per step, --forensics=first / off (best of {repeats}): "
           f"{max(rates['off']) / max(rates['first']):.3f}")
-    forensics = Forensics("first", out)
+    forensics = Forensics("first")
     loss, norm = torch.tensor(1.0), torch.tensor(1.0)
 
     def healthy_step():

@@ -1,4 +1,4 @@
 """Evaluation with seqeval (entities) and scikit-learn (intents, commands)."""
-from evaluation.metrics import Predictions, compute_metrics, entity_type_report, predict
+from evaluation.metrics import compute_metrics, entity_type_report
 
-__all__ = ["Predictions", "compute_metrics", "entity_type_report", "predict"]
+__all__ = ["compute_metrics", "entity_type_report"]

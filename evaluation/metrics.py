@@ -1,4 +1,4 @@
-"""Evaluation: word-level predictions from the masked logits, then the field's metrics.
+"""Evaluation: the field's metrics of word-level predictions (model.prediction).
 
 Entity: seqeval, strict span matching under IOB2 (an `I-X` without a `B-X` is no entity).
 Intent / command: scikit-learn accuracy and macro F1. Labels unseen in train keep their
@@ -6,61 +6,14 @@ original strings on the gold side, so they always count as errors.
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-
-import torch
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as macro_f1
 
 from data import Example, LabelSpace
-from model.tokenization import Encoded, collate
+from model.prediction import Predictions
 from telemetry import keys
-
-
-@dataclass
-class Predictions:
-    tags: list[list[str]]
-    intents: list[str]
-    commands: list[str] | None
-    loss: float
-    intent_probs: list[list[float]] | None = None   # softmax per sentence, with `probabilities=True`
-    command_probs: list[list[float]] | None = None
-
-
-@torch.no_grad()
-def predict(model, encoded: list[Encoded], labels: LabelSpace, batch_size: int, device: torch.device,
-            pad_id: int, loss_fn=None, autocast=contextlib.nullcontext, probabilities: bool = False) -> Predictions:
-    """Predict every sentence; `loss_fn(logits, batch) -> total` gives the mean loss (NaN stays NaN);
-    `probabilities` adds the intent and command softmax (predict.py's top-k)."""
-    model.eval()
-    tags, intents, commands, losses = [], [], [], []
-    probs = {"intent": [], "command": []}
-    with torch.inference_mode():  # no autograd graph: evaluation only reads the weights
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-            with autocast():
-                logits = model(batch["input_ids"], batch["attention_mask"])
-                if loss_fn is not None:
-                    losses.append(float(loss_fn(logits, batch)))
-            entity = logits["entity"].argmax(-1).cpu().tolist()   # (B, T)
-            intents += [labels.intents.names[i] for i in logits["intent"].argmax(-1).cpu().tolist()]
-            if "command" in logits:
-                commands += [labels.commands.names[i] for i in logits["command"].argmax(-1).cpu().tolist()]
-            for head in probs if probabilities else ():
-                if head in logits:
-                    probs[head] += logits[head].float().softmax(-1).cpu().tolist()
-            for row, enc in zip(entity, chunk):
-                kept = [labels.tags.names[row[p]] for p in enc.word_starts]
-                tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
-    model.train()
-    loss = sum(losses) / len(losses) if losses else float("nan")
-    return Predictions(tags, intents, commands if labels.commands is not None else None, loss,
-                       probs["intent"] if probabilities else None,
-                       probs["command"] if probabilities and labels.commands is not None else None)
 
 
 def entity_type_report(gold: list[list[str]], pred: list[list[str]]) -> tuple[dict[str, dict[str, float]], dict]:

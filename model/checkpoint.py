@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from runfolder import CK_MODEL, RunFolder, previous
 from safeio import atomic_write, sidecar, verify, write_checked
 
 
@@ -35,16 +36,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def previous(path: Path) -> Path:
-    return Path(path).with_name(Path(path).stem + ".prev" + Path(path).suffix)
-
-
 def save_checkpoint(path: Path, model, *, keep_previous: bool = False, **state) -> None:
     """The model's weights and `state` (plain values and tensors: optimiser state, RNG, progress),
     serialised in memory, then written with their checksum atomically. With `keep_previous` (a
     resumable checkpoint) the intact predecessor is kept as `<name>.prev.pt` first."""
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), **state}, buffer)  # in memory: a full disk fails in our write
+    torch.save({CK_MODEL: model.state_dict(), **state}, buffer)  # in memory: a full disk fails in our write
     path = Path(path)
     if keep_previous and verify(path) is None:
         _copy_intact(path, previous(path))
@@ -65,23 +62,21 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # bytes that match their checksum but are no checkpoint of ours
         raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+    if not isinstance(checkpoint, dict) or CK_MODEL not in checkpoint:
         raise CheckpointError(f"{path}: not a checkpoint written by train.py")
     return checkpoint
 
 
-def load_resumable(folder: Path, device: torch.device | str = "cpu") -> tuple[dict, Path]:
-    """The newest intact of `last.pt` and `last.prev.pt`, with its path; CheckpointError naming both
-    otherwise, or naming `best.pt` when that one is damaged (the test evaluation loads it)."""
-    last = Path(folder) / "last.pt"
-    problems = []
-    best = Path(folder) / "best.pt"
-    if best.exists() and verify(best):  # the test evaluation needs it: fail now, not after training
-        problems.append(verify(best))
-    for candidate in () if problems else (last, previous(last)):
+def load_resumable(folder: RunFolder, device: torch.device | str = "cpu") -> tuple[dict, Path]:
+    """The newest intact of `last.pt` and `last.prev.pt` (RunFolder's triage), with its path;
+    CheckpointError naming each refused file otherwise (best.pt too, when damaged: the test
+    evaluation loads it)."""
+    first, problems = folder.resume_problems()
+    candidates = folder.resume_candidates()
+    for candidate in candidates[candidates.index(first):] if first else ():
         try:
             return load_checkpoint(candidate, device), candidate
-        except CheckpointError as err:
+        except CheckpointError as err:  # damaged, or matches its checksum yet is no checkpoint of ours
             problems.append(str(err))
     raise CheckpointError("cannot resume: " + "; ".join(problems) + " (rerun without --resume, or the sweep "
                           "runner with --fresh, to start this run over)")

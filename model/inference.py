@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from data import Example
-from evaluation import predict
 from model.loading import LoadedRun
+from model.prediction import predict_encoded
 from model.tokenization import encode
 
 
@@ -52,8 +52,8 @@ def predict_sentences(run: LoadedRun, sentences: list[list[str]], batch_size: in
     examples = [Example(tokens=sentences[i], tags=["O"] * len(sentences[i]), intent="") for i in order]
     encoded = encode(examples, run.tokenizer, labels, run.config.max_length)
     device = next(run.model.parameters()).device
-    pred = predict(run.model, encoded, labels, batch_size, device, run.tokenizer.pad_token_id, probabilities=True)
-    run.model.eval()  # `predict` leaves the model in train mode, as training expects
+    pred = predict_encoded(run.model, encoded, labels, batch_size, device, run.tokenizer.pad_token_id, probabilities=True)
+    run.model.eval()  # `predict_encoded` leaves the model in train mode, as training expects
     results: list[dict] = [{}] * len(sentences)
     for position, i in enumerate(order):
         tokens, tags = sentences[i], pred.tags[position]

@@ -19,14 +19,11 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from config import Config
-from safeio import read_json
-from telemetry.record import read_summary
 from data.labels import LabelSpace, Vocab
 from model.checkpoint import CheckpointError, load_checkpoint
+from runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, RunFolder
+from safeio import read_json
 from model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
-
-CHECKPOINTS = ("best", "last")
-ENCODER_DIR = "encoder"  # the encoder's config.json (tiny or Hugging Face), saved beside the tokenizer
 
 
 class RunError(ValueError):
@@ -64,7 +61,7 @@ def labels_from_record(record: dict) -> LabelSpace:
 
 
 def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
-    path = run_dir / "config.json"
+    path = RunFolder(run_dir).config
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such directory (expected a run directory written by train.py)")
     if not path.is_file():
@@ -83,15 +80,15 @@ def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
     """The encoder's architecture, randomly initialised: the checkpoint supplies every weight. The
     recorded encoder/config.json comes first, as the architecture that was trained; a tiny run from
     before it was recorded is rebuilt from its tiny_* flags (defaults for runs older than those)."""
-    saved = run_dir / ENCODER_DIR
+    saved = RunFolder(run_dir).encoder
     recorded = (saved / "config.json").is_file()
     if cfg.encoder == "tiny" and not recorded:
         return build_encoder("tiny", vocab_size, tiny_architecture(cfg))
     try:
         config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder)
     except (OSError, ValueError) as err:  # missing or unreadable; ValueError: no or an unknown model_type
-        problem = f"{ENCODER_DIR}/config.json cannot be read" if recorded else \
-            f"no {ENCODER_DIR}/config.json and the encoder {cfg.encoder!r} cannot be loaded offline"
+        problem = f"{saved.name}/config.json cannot be read" if recorded else \
+            f"no {saved.name}/config.json and the encoder {cfg.encoder!r} cannot be loaded offline"
         raise RunError(f"{run_dir}: {problem} ({str(err).splitlines()[0]})") from None
     return tiny_encoder(config) if cfg.encoder == "tiny" else AutoModel.from_config(config)
 
@@ -102,26 +99,27 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     if checkpoint not in CHECKPOINTS:
         raise RunError(f"--checkpoint={checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     record, cfg, labels = _read_record(run_dir)
-    weights = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    missing = [name for name, path in ((f"checkpoints/{checkpoint}.pt", weights), ("tokenizer/", run_dir / "tokenizer"))
-               if not path.exists()]
+    folder = RunFolder(run_dir)
+    weights = folder.checkpoint(checkpoint)
+    missing = [str(path.relative_to(run_dir)) + ("/" if path == folder.tokenizer else "")
+               for path in (weights, folder.tokenizer) if not path.exists()]
     if missing:
         raise RunError(f"{run_dir}: missing {' and '.join(missing)} (the run did not finish an epoch, "
                        f"or the record is incomplete)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(folder.tokenizer)
     except (OSError, ValueError) as err:
-        raise RunError(f"{run_dir / 'tokenizer'}: cannot be loaded ({str(err).splitlines()[0]})") from None
+        raise RunError(f"{folder.tokenizer}: cannot be loaded ({str(err).splitlines()[0]})") from None
     model = build_model(cfg, labels, len(tokenizer), encoder=_encoder(run_dir, cfg, len(tokenizer)))
     try:
         state = load_checkpoint(weights, device)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[CK_MODEL])
     except (CheckpointError, RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:  # damaged
         raise RunError(f"{weights}: not a checkpoint of this run ({type(err).__name__}: "
                        f"{str(err).splitlines()[0]})") from None
     try:
-        summary = read_summary(run_dir)
+        summary = folder.read_summary()
     except ValueError as err:
         raise RunError(str(err)) from None
     return LoadedRun(run_dir, cfg, record, summary, labels, tokenizer, model.to(device).eval(), checkpoint,
-                     int(state.get("train_state", {}).get("step", 0)))
+                     int(state.get(CK_TRAIN_STATE, {}).get("step", 0)))

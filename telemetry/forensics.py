@@ -20,7 +20,6 @@ far it spread. Healthy steps pay one finiteness check of the loss and gradient n
 """
 from __future__ import annotations
 
-import json
 import re
 import traceback
 import warnings
@@ -148,25 +147,20 @@ class Forensics:
     `after_step` after it; `on_record(summary_values)` receives the origin and spread once known.
 
     Args:
-        mode: off, first (one replay per run) or every (every non-finite step; each written to forensics.jsonl).
-        run_dir: the run record's folder.
+        mode: off, first (one replay per run) or every (every non-finite step).
+        write_line: called with each replayed step's findings (train.py passes the run record's
+            `log_forensics`, which keeps them in forensics.jsonl; a resume trims them with the history).
         on_record: called with the summary keys to store (train.py passes the tracker's summary).
         recorded: the `health/nan_origin` a resumed run already has (then `first` stays disarmed).
-        start_step: the last step already done (a resumed run): later lines of forensics.jsonl are redone.
     """
 
-    def __init__(self, mode: str, run_dir: Path, on_record=None, recorded: dict | None = None, start_step: int = 0):
+    def __init__(self, mode: str, write_line=None, on_record=None, recorded: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
-        self.mode, self.run_dir, self.on_record = mode, Path(run_dir), on_record
+        self.mode, self.write_line, self.on_record = mode, write_line, on_record
         self.origin: dict | None = recorded
         self.armed = mode == "every" or (mode == "first" and recorded is None)
         self._step, self._rng, self._pending = 0, None, None
-        self.path = self.run_dir / "forensics.jsonl"
-        if self.path.exists():  # a rerun starts this file afresh, a resumed run keeps the steps it keeps
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if _line_step(line) <= start_step]
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def begin_step(self, step: int) -> None:
         """The RNG state the step's forward will draw dropout from (a host-side copy, no device sync)."""
@@ -209,8 +203,8 @@ class Forensics:
         origin["spread"] = spread
         origin["spread_by"] = spread_by(origin)
         origin["text"] = describe(origin)
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(origin) + "\n")
+        if self.write_line is not None:
+            self.write_line(origin)
         if self.origin is None:
             self.origin = origin
             if self.on_record is not None:
@@ -219,13 +213,6 @@ class Forensics:
     @property
     def text(self) -> str:
         return self.origin["text"] if self.origin else ""
-
-
-def _line_step(line: str) -> float:
-    try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return float("inf")  # a torn line, dropped
 
 
 def _show(value) -> float | str:

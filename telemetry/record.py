@@ -1,12 +1,7 @@
-"""The local run record that `analysis/` reads and that survives a crash.
-
-    <output_dir>/<run_id>/config.json     resolved config, label names, dataset, W&B run id
-    <output_dir>/<run_id>/history.jsonl   one line per logged step, the same keys as W&B
-                                          (histograms as count lists, NaN/inf kept as NaN/Infinity)
-    <output_dir>/<run_id>/summary.json    final metrics and the collapse verdict; `status` is
-                                          running, finished, crashed or interrupted
-    <output_dir>/<run_id>/tables/*.json   evaluation tables (per-label F1, confusion matrices)
-    <output_dir>/<run_id>/.lock           held (flock) by the process writing the record
+"""The local run record that `analysis/` reads and that survives a crash: the writer of the files
+`runfolder.RunFolder` names (config.json, history.jsonl with the same keys as W&B, histograms as
+count lists and NaN/inf kept as NaN/Infinity; summary.json whose `status` is running, finished,
+crashed or interrupted; tables/*.json; forensics.jsonl), holding the run's lock while it writes.
 
 Every history line is flushed when written, so a SIGKILL loses at most the step in flight;
 JSON files are replaced atomically, so a reader never sees half a file. Nothing is deleted:
@@ -20,9 +15,10 @@ import os
 import time
 from pathlib import Path
 
+from runfolder import RUN_LOCK, RunFolder, read_summary
 from safeio import FolderLock, atomic_write_text, read_json, storage_error
 
-__all__ = ["RunRecord", "read_history", "read_json", "write_json"]
+__all__ = ["RunRecord", "read_history", "read_json", "read_summary", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +61,19 @@ def read_history(path: Path) -> list[dict]:
     return [row for row, _ in rows]
 
 
-def read_summary(run_dir: Path) -> dict:
-    """A run's summary.json: {} when there is none yet; a ValueError naming the file when damaged.
-    The one reader of a run's status (`status`), for train.py, the sweep runner, analysis and predict."""
-    path = Path(run_dir) / "summary.json"
-    return read_json(path, expect=dict) if path.exists() else {}
-
-
 class RunRecord:
     def __init__(self, run_dir: Path):
-        self.dir = Path(run_dir)
+        self.folder = RunFolder(run_dir)
+        self.dir = self.folder.path
         try:
-            (self.dir / "tables").mkdir(parents=True, exist_ok=True)
+            self.folder.tables.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise storage_error(self.dir, err) from None
         # One writer per run: a second train.py (or a rerun while this one lives) stops here.
-        self.lock = FolderLock(self.dir, ".lock", what="run").acquire()
-        self.history_path = self.dir / "history.jsonl"
-        self.summary_path = self.dir / "summary.json"
-        self._history = None
+        self.lock = FolderLock(self.dir, RUN_LOCK, what="run").acquire()
+        self.history_path = self.folder.history
+        self.summary_path = self.folder.summary
+        self._open: dict[Path, object] = {}  # append handles of the JSONL logs
         self.summary: dict = self._read_summary()
 
     def _read_summary(self) -> dict:
@@ -101,29 +91,35 @@ class RunRecord:
         return self.dir / f"{stem}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}{suffix}"
 
     def write_config(self, config: dict) -> None:
-        write_json(self.dir / "config.json", config)
+        write_json(self.folder.config, config)
 
-    def truncate_history(self, after_step: int) -> None:
-        """On resume: keep the intact rows up to the checkpoint's step; every other line (steps that
-        are redone, unreadable lines) moves to `history.dropped-<time>.jsonl`, never deleted."""
-        rows, bad = _parse_history(self.history_path)
-        kept = [raw for row, raw in rows if row["step"] <= after_step]
-        dropped = [raw for row, raw in rows if row["step"] > after_step] + [raw for _, raw, _ in bad]
-        for number, _, why in bad:
-            log.warning("%s:%d: unreadable history line (%s), moved to the backup", self.history_path, number, why)
-        if not dropped:
-            return
-        backup = self._backup_path("history.dropped", ".jsonl")
-        atomic_write_text(backup, "".join(line + "\n" for line in dropped))
-        atomic_write_text(self.history_path, "".join(line + "\n" for line in kept))
-        log.info("resume keeps %d history rows up to step %d; %d other lines moved to %s",
-                 len(kept), after_step, len(dropped), backup)
+    def truncate_after(self, after_step: int) -> None:
+        """On resume: the step-keyed logs (history, forensics) keep their intact lines up to the
+        checkpoint's step; every other line (steps that are redone, unreadable lines) moves to
+        `<log>.dropped-<time>.jsonl`, never deleted."""
+        for path in self._step_logs:
+            rows, bad = _parse_history(path)
+            kept = [raw for row, raw in rows if row["step"] <= after_step]
+            dropped = [raw for row, raw in rows if row["step"] > after_step] + [raw for _, raw, _ in bad]
+            for number, _, why in bad:
+                log.warning("%s:%d: unreadable line (%s), moved to the backup", path, number, why)
+            if not dropped:
+                continue
+            backup = self._backup_path(f"{path.stem}.dropped", ".jsonl")
+            atomic_write_text(backup, "".join(line + "\n" for line in dropped))
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+            log.info("resume keeps %d lines of %s up to step %d; %d other lines moved to %s",
+                     len(kept), path.name, after_step, len(dropped), backup)
+
+    @property
+    def _step_logs(self) -> tuple[Path, Path]:
+        return self.history_path, self.folder.forensics
 
     def start_fresh(self) -> None:
         """A new run in a folder that already has a record (a rerun without a checkpoint): the earlier
         attempt's history, summary and checkpoints move to `previous/`, so nothing is appended twice or lost."""
-        previous = self.dir / "previous"
-        for path in (self.history_path, self.summary_path, self.dir / "checkpoints"):
+        previous = self.folder.previous
+        for path in (*self._step_logs, self.summary_path, self.folder.checkpoints):
             if path.exists():
                 previous.mkdir(exist_ok=True)
                 target = previous / path.name
@@ -132,27 +128,35 @@ class RunRecord:
                 os.replace(path, target)
         self.summary = {}
 
-    def log(self, row: dict) -> None:
+    def _append(self, path: Path, row: dict) -> None:
+        """One JSON line, flushed: a SIGKILL loses at most the line in flight."""
         try:
-            if self._history is None:
-                self._history = self.history_path.open("a", encoding="utf-8")
-            self._history.write(json.dumps(row) + "\n")
-            self._history.flush()
+            if path not in self._open:
+                self._open[path] = path.open("a", encoding="utf-8")
+            self._open[path].write(json.dumps(row) + "\n")
+            self._open[path].flush()
         except OSError as err:
-            raise storage_error(self.history_path, err) from None
+            raise storage_error(path, err) from None
+
+    def log(self, row: dict) -> None:
+        self._append(self.history_path, row)
+
+    def log_forensics(self, origin: dict) -> None:
+        """One replayed non-finite step (telemetry.forensics), keyed by its `step` like a history row."""
+        self._append(self.folder.forensics, origin)
 
     def update_summary(self, values: dict) -> None:
         self.summary.update(values)
         write_json(self.summary_path, self.summary)
 
     def write_table(self, name: str, columns: list[str], rows: list[list]) -> None:
-        write_json(self.dir / "tables" / f"{name.replace('/', '_')}.json", {"columns": columns, "rows": rows})
+        write_json(self.folder.table(name), {"columns": columns, "rows": rows})
 
     def close(self) -> None:
-        if self._history is not None:
+        for handle in self._open.values():
             try:
-                self._history.close()
+                handle.close()
             except OSError:  # the flush of a full disk; the error was already raised where it happened
                 pass
-            self._history = None
+        self._open = {}
         self.lock.release()

@@ -76,7 +76,7 @@ def wandb_identity(record: RunRecord, run_id: str, resuming: bool) -> tuple[str,
     """(W&B run id, resume mode) outside an agent; see the module docstring."""
     if resuming:
         return record.summary.get(keys.WANDB_ID, run_id), "must"
-    earlier = record.dir / "previous" / "summary.json"
+    earlier = record.folder.previous / record.folder.summary.name
     if earlier.exists():  # a fresh rerun: the earlier attempt keeps its W&B run
         return f"{run_id}-{uuid.uuid4().hex[:4]}", "never"
     return run_id, "never"
@@ -205,16 +205,16 @@ class Tracker:
         else:
             self.run.log_artifact(artifact)
 
-    def log_model(self, run_dir: Path, metadata: dict) -> None:
+    def log_model(self, metadata: dict) -> None:
         """`--log_model`: the best-on-dev checkpoint, the tokenizer and the run's config.json."""
         if self.run is None:
             return
-        run_dir = Path(run_dir)
+        folder = self.record.folder
         artifact = self.wandb.Artifact(f"model-{_artifact_name(self.run.id)}", type="model", metadata=metadata)
-        artifact.add_file(str(run_dir / "checkpoints" / "best.pt"), name="best.pt")
-        artifact.add_file(str(run_dir / "config.json"), name="config.json")
-        if (run_dir / "tokenizer").is_dir():
-            artifact.add_dir(str(run_dir / "tokenizer"), name="tokenizer")
+        artifact.add_file(str(folder.best), name=folder.best.name)
+        artifact.add_file(str(folder.config), name=folder.config.name)
+        if folder.tokenizer.is_dir():
+            artifact.add_dir(str(folder.tokenizer), name=folder.tokenizer.name)
         self.run.log_artifact(artifact, aliases=["best"])
 
     def alert(self, title: str, text: str) -> None:

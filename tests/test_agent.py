@@ -10,7 +10,6 @@ small (data, epochs, batch size, output dir: what a user adds under `parameters:
 `log_model: True`.
 `wandb leet inspect --json` / `--summary --json` then shows what W&B will hold for the run.
 """
-import importlib.util
 import json
 import math
 import os
@@ -25,13 +24,11 @@ import pytest
 from analysis import report
 from analysis.dashboard import COLLAPSE_PANELS, history_keys
 from analysis.records import HISTORY_KEYS, load_wandb
+from runner import planning
 from telemetry import read_history, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 SWEEP_ID, ENTITY = "abc123xy", "my-team"
 
@@ -47,10 +44,10 @@ def agent_run(tmp_path: Path, yaml_name: str, pick: dict, small: dict, run_id: s
     """Start train.py the way `wandb agent` would for the grid point of `yaml_name` matching `pick`."""
     from wandb.sdk.lib import config_util
 
-    config = local.load_sweep(ROOT / "sweeps" / f"{yaml_name}.yaml")
-    point = next(p for p in local.expand(config) if all(p[k] == v for k, v in pick.items()))
+    config = planning.load_sweep(ROOT / "sweeps" / f"{yaml_name}.yaml")
+    point = next(p for p in planning.expand(config) if all(p[k] == v for k, v in pick.items()))
     params = {**point, **small}
-    argv = local.agent_command(config, params)  # ${env} ${interpreter} ${program} ${args}, as the agent renders them
+    argv = planning.agent_command(config, params)  # ${env} ${interpreter} ${program} ${args}, as the agent renders them
     assert argv[:3] == ["/usr/bin/env", "python", "train.py"]
     param_path = tmp_path / "wandb" / f"sweep-{SWEEP_ID}" / f"config-{run_id}.yaml"
     config_util.save_config_file_from_dict(str(param_path), {k: {"value": v} for k, v in params.items()})

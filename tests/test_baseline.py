@@ -1,5 +1,4 @@
 """Baselines and other datasets: loss levels reach the loss, span errors, the same report on a JointBERT folder."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,16 @@ from config import LOSS_LEVELS, parse_config
 from data import load_dataset
 from data.formats import write_jointbert_split
 from evaluation.errors import confusion_rows, span_errors
+from runner import planning
 from telemetry import read_history
+from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 
 def test_baseline_yaml_levels():
-    config = local.load_sweep(ROOT / "sweeps" / "baseline.yaml")
-    runs = local.expand(config)
+    config = planning.load_sweep(ROOT / "sweeps" / "baseline.yaml")
+    runs = planning.expand(config)
     assert len(runs) == 12 and {r["loss_level"] for r in runs} == set(LOSS_LEVELS)
     cfg = parse_config(["--loss_level=plain_ce"])
     assert (cfg.gamma, cfg.alpha, cfg.unit_class_weights) == (0.0, 1.0, True)

@@ -7,7 +7,6 @@ The slowest cases (repeated kills at random points) are marked `slow` and run wi
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -26,15 +25,15 @@ import torch
 import train
 from config import parse_config
 from model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
+from runfolder import RunFolder
+from runner import planning
 from safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
 from telemetry.record import RunRecord, read_history
 from tests.datasets import write_generated
+from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +162,7 @@ def test_help_documents_every_range():
 def test_run_id_from_the_environment_cannot_escape_output_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_RUN_ID", "../../escaped")
     with pytest.raises(ValueError, match=r"\$WANDB_RUN_ID='\.\./\.\./escaped'"):
-        train.setup_run([f"--output_dir={tmp_path}"])
+        train.resolve_run([f"--output_dir={tmp_path}"])
 
 
 # --- 2. checkpoints -------------------------------------------------------------------------------
@@ -198,20 +197,22 @@ def test_checkpoint_without_checksum_or_with_a_damaged_one_is_refused(tmp_path):
 
 
 def test_resume_falls_back_to_the_previous_intact_checkpoint(tmp_path):
-    _save(tmp_path / "last.pt", step=2)
-    _save(tmp_path / "last.pt", step=4)
-    assert load_resumable(tmp_path)[0]["step"] == 4
-    damage(tmp_path / "last.pt", "random")
-    checkpoint, used = load_resumable(tmp_path)
+    folder = RunFolder(tmp_path)
+    _save(folder.last, step=2)
+    _save(folder.last, step=4)
+    assert load_resumable(folder)[0]["step"] == 4
+    damage(folder.last, "random")
+    checkpoint, used = load_resumable(folder)
     assert (checkpoint["step"], used.name) == (2, "last.prev.pt")
-    damage(tmp_path / "last.prev.pt", "truncated")
+    damage(folder.last_previous, "truncated")
     with pytest.raises(CheckpointError, match=r"cannot resume: .*last\.pt: damaged.*last\.prev\.pt: damaged.*--fresh"):
-        load_resumable(tmp_path)
+        load_resumable(folder)
 
 
 def test_a_kill_between_checksum_and_bytes_leaves_a_refused_file_not_a_loaded_one(tmp_path, monkeypatch):
-    _save(tmp_path / "last.pt", step=2)
-    _save(tmp_path / "last.pt", step=4)
+    folder = RunFolder(tmp_path)
+    _save(folder.last, step=2)
+    _save(folder.last, step=4)
     import safeio
 
     real = safeio.atomic_write
@@ -223,11 +224,11 @@ def test_a_kill_between_checksum_and_bytes_leaves_a_refused_file_not_a_loaded_on
 
     monkeypatch.setattr(safeio, "atomic_write", die_on_checkpoint_bytes)
     with pytest.raises(KeyboardInterrupt):
-        _save(tmp_path / "last.pt", step=6)
+        _save(folder.last, step=6)
     monkeypatch.undo()
-    checkpoint, used = load_resumable(tmp_path)  # last.pt (step 4) no longer matches the step-6 checksum
+    checkpoint, used = load_resumable(folder)  # last.pt (step 4) no longer matches the step-6 checksum
     assert (checkpoint["step"], used.name) == (4, "last.prev.pt")
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(folder.checkpoints.glob(".*.tmp"))
 
 
 # --- 4. full disk and read-only folders -------------------------------------------------------------
@@ -352,7 +353,7 @@ def test_a_damaged_best_checkpoint_stops_resume_before_any_training(finished_run
     damage(run_dir / "checkpoints" / "best.pt", "truncated")
     with pytest.raises(CheckpointError, match=rf"cannot resume: {run_dir}/checkpoints/best.pt: damaged"):
         train.main([f"--resume={run_dir}"])
-    assert local.resume_problem(run_dir).startswith(f"cannot resume: {run_dir}/checkpoints/best.pt: damaged")
+    assert RunFolder(run_dir).resume_problem().startswith(f"cannot resume: {run_dir}/checkpoints/best.pt: damaged")
 
 
 # --- 7. damaged run records -------------------------------------------------------------------------
@@ -489,7 +490,7 @@ def test_runs_die_with_a_killed_runner_and_a_second_runner_is_turned_away(tmp_pa
 
 def test_an_unresumable_run_is_failed_with_its_reason_until_fresh(tmp_path, monkeypatch, capsys):
     sweep = _sleeper_sweep(tmp_path)
-    planned = local.plan(sweep, tmp_path / "out")
+    planned = planning.plan(sweep, tmp_path / "out")
     rid, folder = planned["runs"][0]["run_id"], Path(planned["folder"])
     checkpoints = folder / "runs" / rid / "checkpoints"
     checkpoints.mkdir(parents=True)

@@ -95,7 +95,7 @@ def test_gather_with_a_masked_gold_label_is_the_cross_entropy_of_a_minus_inf_log
     model = train.build_model(cfg, dataset.labels, len(tokenizer))
     criterion, _ = train.build_criterion(cfg, dataset.labels)
     optimizer = train.build_optimizer(model, cfg)
-    forensics = Forensics("first", tmp_path)
+    forensics = Forensics("first")
     forensics.begin_step(1)
     optimisation = train.Optimisation(optimizer, get_linear_schedule_with_warmup(optimizer, 0, 5), None, cfg.grad_clip)
     numbers = train.train_step(model, batch, criterion, optimisation, 0, contextlib.nullcontext, telemetry=False,

@@ -1,4 +1,4 @@
-"""The pre-warmed launcher (sweeps/forkserver.py): a forked run is the process `wandb agent` would start.
+"""The pre-warmed launcher (runner/forkserver.py): a forked run is the process `wandb agent` would start.
 
 Every check runs a probe program through sweeps/local.py with each launcher and compares what the
 probe saw (argv, environment, working directory, sys.path[0], stdin, torch's thread count) and how
@@ -6,7 +6,6 @@ each way of ending (exit 0, `sys.exit("error: ...")`, an uncaught exception, a s
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from runner import launching
 from safeio import read_json
+from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 # seed selects how the probe ends: 0 normally, 1 sys.exit with a message, 2 an exception, 3 SIGKILL.
 PROBE = textwrap.dedent("""
@@ -104,19 +102,19 @@ def test_every_way_of_ending_is_reported_as_a_fresh_process_reports_it(both):
 
 
 def test_forkable_accepts_only_this_interpreter_running_a_python_program():
-    assert local.forkable(["/usr/bin/env", sys.executable, "train.py", "--seed=1"]) == (["train.py", "--seed=1"], {})
-    assert local.forkable(["/usr/bin/env", "A=1", sys.executable, "train.py"]) == (["train.py"], {"A": "1"})
-    assert local.forkable([sys.executable, "-u", "train.py"]) is None           # interpreter options
-    assert local.forkable(["/usr/bin/env", "/usr/bin/python2", "train.py"]) is None  # another interpreter
-    assert local.forkable(["/usr/bin/env", sys.executable, "-m", "train"]) is None
-    assert local.forkable(["/usr/bin/env", "bash", "run.sh"]) is None
+    assert launching.forkable(["/usr/bin/env", sys.executable, "train.py", "--seed=1"]) == (["train.py", "--seed=1"], {})
+    assert launching.forkable(["/usr/bin/env", "A=1", sys.executable, "train.py"]) == (["train.py"], {"A": "1"})
+    assert launching.forkable([sys.executable, "-u", "train.py"]) is None           # interpreter options
+    assert launching.forkable(["/usr/bin/env", "/usr/bin/python2", "train.py"]) is None  # another interpreter
+    assert launching.forkable(["/usr/bin/env", sys.executable, "-m", "train"]) is None
+    assert launching.forkable(["/usr/bin/env", "bash", "run.sh"]) is None
 
 
 def test_a_run_after_a_code_change_starts_a_fresh_interpreter(tmp_path):
     """Modules the server imported are stale once edited: the next run execs a fresh interpreter."""
     probe = tmp_path / "which.py"
     probe.write_text("import sys; print('warm' if 'train' in sys.modules else 'fresh', sys.argv[1:])\n")
-    server = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "forkserver.py")], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "runner.forkserver"], cwd=ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     edited = ROOT / "config.py"
     before = edited.stat()

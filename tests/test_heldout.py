@@ -11,9 +11,11 @@ from data import load_dataset
 from data.formats import jsonl_text
 from data.novelty import new_ngram_flags
 from data.phone_assistant_wild import generate_flagged
-from evaluation import compute_metrics, predict
+from evaluation import compute_metrics
+from evaluation import heldout as scoring
 from model import encode
 from model.loading import load_run
+from model.prediction import predict_encoded
 from telemetry import keys
 from tests.datasets import write_generated
 
@@ -50,14 +52,14 @@ def _by_data(report, folder):
 def test_subset_sizes_are_the_recorded_flag_counts(analysed):
     report, flagged, _, _ = analysed
     records = {split: [line for line in (flagged / f"{split}.jsonl").read_text().splitlines()]
-               for split in heldout.SPLITS}
+               for split in scoring.SPLITS}
     for run in _by_data(report, flagged):
-        assert run.flags.source == heldout.RECORDED
-        for split in heldout.SPLITS:
+        assert run.flags.source == scoring.RECORDED
+        for split in scoring.SPLITS:
             held = sum('"held_out_phrasing": true' in line for line in records[split])
             assert 0 < held < len(records[split])
-            assert run.sizes[split, heldout.HELD_OUT] == held
-            assert run.sizes[split, heldout.IN_TEMPLATE] == len(records[split]) - held
+            assert run.sizes[split, scoring.HELD_OUT] == held
+            assert run.sizes[split, scoring.IN_TEMPLATE] == len(records[split]) - held
 
 
 def test_subset_metrics_equal_compute_metrics_on_the_subset_alone(analysed):
@@ -65,12 +67,12 @@ def test_subset_metrics_equal_compute_metrics_on_the_subset_alone(analysed):
     dataset = load_dataset(str(flagged))
     for run in _by_data(report, flagged):
         loaded = load_run(run.run_dir, "best")
-        for split in heldout.SPLITS:
-            for subset in (heldout.IN_TEMPLATE, heldout.HELD_OUT):
-                keep = [flag == (subset == heldout.HELD_OUT) for flag in run.flags.by_split[split]]
+        for split in scoring.SPLITS:
+            for subset in (scoring.IN_TEMPLATE, scoring.HELD_OUT):
+                keep = [flag == (subset == scoring.HELD_OUT) for flag in run.flags.by_split[split]]
                 examples = [ex for ex, k in zip(dataset.splits[split], keep) if k]
                 encoded = encode(examples, loaded.tokenizer, loaded.labels, loaded.config.max_length)
-                alone = predict(loaded.model, encoded, loaded.labels, 8, "cpu", loaded.tokenizer.pad_token_id)
+                alone = predict_encoded(loaded.model, encoded, loaded.labels, 8, "cpu", loaded.tokenizer.pad_token_id)
                 expected, _ = compute_metrics(examples, alone, loaded.labels)
                 got = run.scores[split, subset]
                 for _, metric in heldout.METRICS:
@@ -84,7 +86,7 @@ def test_configuration_mean_and_std_over_the_two_seeds(analysed):
     assert "seed=" not in name
     with (report.out / "heldout.csv").open(encoding="utf-8") as rows:
         written = [row for row in csv.DictReader(rows) if row["configuration"] == name]
-    assert len(written) == len(heldout.METRICS) * len(heldout.SUBSETS)
+    assert len(written) == len(heldout.METRICS) * len(scoring.SUBSETS)
     metric_of = dict(heldout.METRICS)
     for row in written:
         values = [r.scores[row["split"], row["subset"]][metric_of[row["metric"]]] for r in members]
@@ -98,11 +100,11 @@ def test_data_without_recorded_flags_falls_back_to_new_trigrams_and_says_so(anal
     report, _, plain, _ = analysed
     (run,) = _by_data(report, plain)
     dataset = load_dataset(str(plain))
-    assert run.flags.source == heldout.FALLBACK
-    for split in heldout.SPLITS:
+    assert run.flags.source == scoring.FALLBACK
+    for split in scoring.SPLITS:
         assert run.flags.by_split[split] == new_ngram_flags(dataset.splits["train"], dataset.splits[split])
-    assert heldout.FALLBACK in report.markdown and heldout.RECORDED in report.markdown
-    assert keys.ENTITY_F1 in run.scores["test", heldout.IN_TEMPLATE]
+    assert scoring.FALLBACK in report.markdown and scoring.RECORDED in report.markdown
+    assert keys.ENTITY_F1 in run.scores["test", scoring.IN_TEMPLATE]
 
 
 def test_a_folder_without_finished_runs_is_one_line_and_a_nonzero_exit(tmp_path, capsys):

@@ -104,7 +104,7 @@ def test_predictions_reproduce_the_runs_own_test_metrics(runs, capsys, tmp_path,
     path.write_text("".join(" ".join(ex.tokens) + "\n" for ex in test), encoding="utf-8")
     _, results = run_json(capsys, runs["default"], f"--input={path}", "--pretokenized", "--batch_size=7")
     assert [r["tokens"] for r in results] == [ex.tokens for ex in test]
-    from evaluation import Predictions
+    from model.prediction import Predictions
 
     run = load_run(runs["default"])
     pred = Predictions([r["tags"] for r in results], [r["intent"]["label"] for r in results],

@@ -1,16 +1,14 @@
 """The sweep YAMLs and the offline runner (sweeps/local.py, loaded by path: sweeps/ is not a package)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from config import Config, parse_config
+from runner import planning
+from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
@@ -24,58 +22,58 @@ def test_sweeps_folder_is_not_a_package():
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
 def test_every_yaml_is_a_valid_sweep_of_real_flags(path):
-    config = local.load_sweep(path)
+    config = planning.load_sweep(path)
     assert config["metric"]["name"] == "val/entity_f1"
     # `wandb sweep` creates the sweep in this project, and the agent's runs log there
     assert config["project"] == Config.wandb_project
     assert config["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]
-    for params in local.expand(config):
+    for params in planning.expand(config):
         parse_config([f"--{k}={v}" for k, v in params.items()])  # every value parses as train.py would
 
 
 @pytest.mark.parametrize("name, n", [("ablation", 24), ("masking", 6), ("gamma", 6), ("lambdas", 6), ("mechanism", 18)])
 def test_expansion_counts(name, n):
-    runs = local.expand(local.load_sweep(ROOT / "sweeps" / f"{name}.yaml"))
+    runs = planning.expand(planning.load_sweep(ROOT / "sweeps" / f"{name}.yaml"))
     assert len(runs) == n and len({json.dumps(r, sort_keys=True) for r in runs}) == n
 
 
 def test_argument_list_is_what_wandb_agent_builds():
-    config = local.load_sweep(ROOT / "sweeps" / "ablation.yaml")
+    config = planning.load_sweep(ROOT / "sweeps" / "ablation.yaml")
     params = {"gamma": 3, "lambdas": "old", "mask_value": "-inf", "seed": 1, "stop_on_collapse": True,
               "max_steps": None}
     # wandb agent: /usr/bin/env python <program> then --key=str(value), in the run's parameter order
     expected = ["/usr/bin/env", "python", "train.py"] + [f"--{k}={v}" for k, v in params.items()]
-    assert local.agent_command(config, params) == expected
+    assert planning.agent_command(config, params) == expected
     assert expected[-2:] == ["--stop_on_collapse=True", "--max_steps=None"]
     cfg = parse_config(expected[3:])
     assert (cfg.gamma, cfg.mask_value, cfg.stop_on_collapse, cfg.max_steps) == (3.0, "-inf", True, None)
 
 
 def test_plan_appends_output_dir_and_data_override(tmp_path):
-    sweep = local.plan(ROOT / "sweeps" / "masking.yaml", tmp_path, data="/some/atis")
+    sweep = planning.plan(ROOT / "sweeps" / "masking.yaml", tmp_path, data="/some/atis")
     assert sweep["name"] == "masking-atis"
     for run in sweep["runs"]:
         assert run["args"][-3:] == ["--wandb_project=nlu-collapse", f"--output_dir={tmp_path / 'masking-atis' / 'runs'}",
                                     "--data=/some/atis"]
-    other = local.plan(ROOT / "sweeps" / "masking.yaml", tmp_path)
+    other = planning.plan(ROOT / "sweeps" / "masking.yaml", tmp_path)
     assert {r["run_id"] for r in sweep["runs"]}.isdisjoint({r["run_id"] for r in other["runs"]})
 
 
 def test_broken_yaml_and_unknown_parameter_are_clear_errors(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("program: train.py\nmethod: grid\nparameters:\n  gamma: [2, 3\n", encoding="utf-8")
-    with pytest.raises(local.SweepError, match=r"broken.yaml:\d+: invalid YAML"):
-        local.load_sweep(broken)
+    with pytest.raises(planning.SweepError, match=r"broken.yaml:\d+: invalid YAML"):
+        planning.load_sweep(broken)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("program: train.py\nmethod: grid\nparameters:\n  gama:\n    values: [2, 3]\n", encoding="utf-8")
-    with pytest.raises(local.SweepError, match=r"\['gama'\] are not train.py flags"):
-        local.load_sweep(unknown)
+    with pytest.raises(planning.SweepError, match=r"\['gama'\] are not train.py flags"):
+        planning.load_sweep(unknown)
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text("program: train.py\nmethod: grid\nparameters:\n  gamma:\n    valuez: [2]\n", encoding="utf-8")
-    with pytest.raises(local.SweepError, match="not a valid W&B sweep"):
-        local.load_sweep(invalid)
-    with pytest.raises(local.SweepError, match="no such sweep file"):
-        local.load_sweep(tmp_path / "absent.yaml")
+    with pytest.raises(planning.SweepError, match="not a valid W&B sweep"):
+        planning.load_sweep(invalid)
+    with pytest.raises(planning.SweepError, match="no such sweep file"):
+        planning.load_sweep(tmp_path / "absent.yaml")
 
 
 def test_failed_run_does_not_stop_the_others_and_rerun_skips_finished(tmp_path, small_data):
@@ -108,7 +106,7 @@ def test_random_sweep_samples_the_same_runs_every_time(tmp_path):
     sweep_file.write_text("program: train.py\nmethod: random\nrun_cap: 3\nparameters:\n"
                           "  lr:\n    distribution: log_uniform_values\n    min: 0.0001\n    max: 0.01\n"
                           "  seed:\n    values: [0, 1]\n", encoding="utf-8")
-    first = local.expand(local.load_sweep(sweep_file))
-    assert len(first) == 3 and first == local.expand(local.load_sweep(sweep_file))
+    first = planning.expand(planning.load_sweep(sweep_file))
+    assert len(first) == 3 and first == planning.expand(planning.load_sweep(sweep_file))
     assert all(1e-4 <= run["lr"] <= 1e-2 and isinstance(run["lr"], float) for run in first)
-    assert len(local.expand(local.load_sweep(sweep_file), count=5)) == 5
+    assert len(planning.expand(planning.load_sweep(sweep_file), count=5)) == 5

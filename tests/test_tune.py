@@ -1,6 +1,5 @@
 """The tuning search: the tiny_* flags, the models and tokenizers they build, a non-default run
 loaded back, sweeps/tune.yaml, and analysis/tune.py on run records written here (dev picks, never test)."""
-import importlib.util
 import json
 import math
 import shutil
@@ -10,20 +9,21 @@ import pytest
 
 import train
 from analysis.records import load_local
-from analysis.tune import build_tune_report, main as tune_main, marginals, pick, scored_runs
+from analysis.tune import build_tune_report, marginals, pick, scored_runs
+from analysis.tune import main as tune_main
 from config import TINY_FLAGS, Config, parse_config
 from data import load_dataset
-from evaluation import Predictions, compute_metrics
+from evaluation import compute_metrics
+from model.prediction import Predictions
 from model import build_encoder, build_tiny_tokenizer
 from model.inference import predict_sentences
-from model.loading import ENCODER_DIR, RunError, load_run
+from model.loading import RunError, load_run
+from runfolder import RunFolder
 from model.multitask import TINY, tiny_architecture
+from runner import planning
 from telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("sweeps_local", ROOT / "sweeps" / "local.py")
-local = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(local)
 
 SIZES = ["--tiny_layers=1", "--tiny_hidden=64", "--tiny_heads=4"]
 
@@ -110,10 +110,10 @@ def test_the_recorded_encoder_config_comes_first_and_the_flags_are_the_fallback(
     record["config"]["tiny_hidden"] = 128  # wrong flags: encoder/config.json still rebuilds the trained size
     (copy / "config.json").write_text(json.dumps(record))
     assert load_run(copy).model.encoder.config.hidden_size == 64
-    (copy / ENCODER_DIR / "config.json").write_text("{}")  # damaged: named, not silently replaced by the flags
+    (RunFolder(copy).encoder / "config.json").write_text("{}")  # damaged: named, not silently replaced by the flags
     with pytest.raises(RunError, match="encoder/config.json cannot be read"):
         load_run(copy)
-    shutil.rmtree(copy / ENCODER_DIR)
+    shutil.rmtree(RunFolder(copy).encoder)
     record["config"]["tiny_hidden"] = 64  # a run from before encoder/config.json: the flags say the size
     (copy / "config.json").write_text(json.dumps(record))
     assert load_run(copy).model.encoder.config.hidden_size == 64
@@ -122,10 +122,10 @@ def test_the_recorded_encoder_config_comes_first_and_the_flags_are_the_fallback(
 # --- sweeps/tune.yaml
 
 def test_tune_yaml_expands_to_run_cap_valid_runs():
-    config = local.load_sweep(ROOT / "sweeps" / "tune.yaml")
+    config = planning.load_sweep(ROOT / "sweeps" / "tune.yaml")
     assert config["method"] == "random" and config["metric"] == {"name": keys.split_metric("dev", keys.ENTITY_F1),
                                                                  "goal": "maximize"}
-    runs = local.expand(config)
+    runs = planning.expand(config)
     assert len(runs) == config["run_cap"] and len({json.dumps(r, sort_keys=True) for r in runs}) == len(runs)
     searched = {"lr", "warmup_ratio", "epochs", "seed", *TINY_FLAGS}
     for params in runs:

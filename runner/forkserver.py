@@ -9,7 +9,7 @@ the server imported has changed since, the run replaces itself with a fresh inte
 it saves is the interpreter start-up and the imports, paid once per sweep instead of once per run
 (measured by `python bench/bench.py --ablation`).
 
-The runner (sweeps/local.py) talks to it over pipes, one JSON object per line:
+The runner (runner/launching.py) talks to it over pipes, one JSON object per line:
 
     runner -> server   {"id": ..., "argv": [program, *args], "env": {...}, "cwd": ..., "log": path}
     server -> runner   {"ready": true}                      once the modules are imported
@@ -23,7 +23,6 @@ SIGTERM on to its runs, and each run dies with the server, so no run outlives th
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib
 import json
 import os
@@ -33,19 +32,12 @@ import signal
 import sys
 import traceback
 
+from runner.launching import set_parent_death_signal
+
 # What a run imports, so that a forked run imports nothing heavy itself. Importing is all the server
 # does with them: no torch op runs here, so no thread pool exists to be broken by fork().
 PRELOAD = ("train", "wandb", "wandb.sdk.wandb_run", "wandb.sdk.wandb_init", "sklearn.metrics", "seqeval.metrics",
-           "transformers.optimization", "tokenizers", "telemetry.tracking", "telemetry.forensics", "analysis.stats")
-PR_SET_PDEATHSIG = 1
-
-
-def _prctl_pdeathsig(sig: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    except (OSError, AttributeError):  # not Linux: the server's SIGTERM handling still stops the runs
-        pass
-
+           "transformers.optimization", "tokenizers", "telemetry.tracking", "telemetry.forensics")
 
 PROTOCOL = None  # the pipe to the runner: the server's original stdout (fd 1 itself goes to stderr)
 
@@ -94,8 +86,7 @@ def _stale() -> bool:
 
 def _child(request: dict, server_pid: int) -> None:
     """In the forked process: become the run `python <argv...>` would start, run it, never return."""
-    _prctl_pdeathsig(signal.SIGTERM)
-    if os.getppid() != server_pid:  # the server died before prctl took effect
+    if not set_parent_death_signal(signal.SIGTERM, server_pid):  # the server died before it took effect
         os._exit(128 + signal.SIGTERM)
     # Exit handlers that the imports registered belong to the server: what they clean up is shared by
     # every run (wandb's media temp directory), so a run that ends must not remove it under the others.
@@ -230,7 +221,7 @@ class Server:
 
 def main() -> None:
     global PROTOCOL
-    _prctl_pdeathsig(signal.SIGTERM)  # the runner died: SIGTERM, which stops the runs too
+    set_parent_death_signal(signal.SIGTERM, os.getppid())  # the runner died: SIGTERM, which stops the runs too
     PROTOCOL = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # whatever an import prints cannot corrupt the protocol
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,219 @@
+"""The layout of a run's folder and of a sweep's folder: every path, checkpoint file and checkpoint
+key that two modules must agree on, spelled once.
+
+    <output_dir>/<run_id>/                 RunFolder
+        config.json                        resolved config, label names, dataset, identity
+        history.jsonl                      one line per logged step (the W&B keys)
+        summary.json                       final metrics, verdict, `status`
+        tables/<name>.json                 evaluation tables
+        forensics.jsonl                    one line per replayed non-finite step
+        tokenizer/, encoder/config.json    what predict.py rebuilds the model from
+        checkpoints/{best,last,last.prev}.pt (+ .sha256 sidecars)
+        previous/                          earlier attempts of the same run id
+        .lock                              held by the process writing the record
+
+    <out>/<sweep>[-<data>]/                SweepFolder
+        sweep.json                         the plan: every run and its status
+        runs/<run_id>/                     RunFolder of each run; runs/wandb/ W&B's offline runs
+        logs/<run_id>.log                  each run's console output
+        .runner.lock                       held by the runner
+
+This module reads and names; it imports no torch, so the sweep runner can triage checkpoints by
+their checksums without loading them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from safeio import read_json, verify
+
+# Checkpoint dictionary keys (model/checkpoint.py writes them, train.py and model/loading.py read them).
+CK_MODEL = "model"
+CK_OPTIMIZER = "optimizer"
+CK_SCHEDULER = "scheduler"
+CK_SCALER = "scaler"
+CK_RNG = "rng"
+CK_TRAIN_STATE = "train_state"
+CK_CONFIG = "config"
+CK_RUN_ID = "run_id"
+CK_EPOCH = "epoch"
+
+RUN_LOCK, RUNNER_LOCK = ".lock", ".runner.lock"  # flock files: the run's writer, the sweep's runner
+BEST, LAST = "best", "last"  # the checkpoints a run keeps: best on dev, and the last (resumable) one
+CHECKPOINTS = (BEST, LAST)
+
+
+class RunFolder:
+    """Where each file of one run lives (`RunFolder(path).summary`, ...)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def tables(self) -> Path:
+        return self.path / "tables"
+
+    def table(self, name: str) -> Path:
+        return self.tables / f"{name.replace('/', '_')}.json"
+
+    @property
+    def forensics(self) -> Path:
+        return self.path / "forensics.jsonl"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def encoder(self) -> Path:
+        """The encoder's config.json folder (tiny or Hugging Face)."""
+        return self.path / "encoder"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.checkpoints / f"{name}.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint(BEST)
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint(LAST)
+
+    @property
+    def last_previous(self) -> Path:
+        """The intact predecessor of last.pt, kept so a kill or damage costs at most one epoch."""
+        return previous(self.last)
+
+    @property
+    def previous(self) -> Path:
+        """Earlier attempts of this run id."""
+        return self.path / "previous"
+
+    def is_run(self) -> bool:
+        return self.config.is_file()
+
+    def read_config(self) -> dict:
+        """config.json; a ValueError naming the file when it is damaged or absent."""
+        if not self.config.is_file():
+            raise ValueError(f"{self.path}: not a run directory (no config.json; expected one written by train.py)")
+        return read_json(self.config, expect=dict)
+
+    def read_summary(self) -> dict:
+        """summary.json: {} when there is none yet; a ValueError naming the file when damaged.
+        The one reader of a run's status, for train.py, the sweep runner, analysis and predict."""
+        return read_json(self.summary, expect=dict) if self.summary.exists() else {}
+
+    def status(self, default: str = "pending") -> str:
+        """The summary's `status`, or `default` when there is none or it cannot be read."""
+        try:
+            status = self.read_summary().get("status", default)
+        except ValueError:  # damaged: train.py keeps a backup and rewrites it when the run goes on
+            return default
+        return status if isinstance(status, str) else default
+
+    # --- resume triage (checksums only; model/checkpoint.py loads what it picks)
+    def resume_candidates(self) -> list[Path]:
+        """The checkpoints a resume may start from, newest first."""
+        return [self.last, self.last_previous]
+
+    def can_resume(self) -> bool:
+        """A resumable checkpoint exists (intact or not)."""
+        return any(path.exists() for path in self.resume_candidates())
+
+    def resume_problems(self) -> tuple[Path | None, list[str]]:
+        """(the newest intact resumable checkpoint, or None; why each one before it was refused).
+        A damaged best.pt refuses the resume at once: the test evaluation needs it, so training the
+        remaining epochs first would only fail at the end."""
+        if self.best.exists() and verify(self.best):
+            return None, [verify(self.best)]
+        problems = []
+        for candidate in self.resume_candidates():
+            problem = verify(candidate)
+            if problem is None:
+                return candidate, problems
+            problems.append(problem)
+        return None, problems
+
+    def resume_problem(self) -> str | None:
+        """Why this run cannot resume, or None (no checkpoint at all, or an intact one)."""
+        if not self.can_resume():
+            return None
+        intact, problems = self.resume_problems()
+        if intact is not None:
+            return None
+        return "cannot resume: " + "; ".join(problems)
+
+
+def previous(path: Path) -> Path:
+    """`<name>.prev.pt` beside `<name>.pt`."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    return RunFolder(run_dir).read_summary()
+
+
+class SweepFolder:
+    """Where each file of one sweep lives (what sweeps/local.py writes and analysis/ reads)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "sweep.json"
+
+    @property
+    def runs(self) -> Path:
+        return self.path / "runs"
+
+    def run(self, run_id: str) -> RunFolder:
+        return RunFolder(self.runs / run_id)
+
+    @property
+    def wandb(self) -> Path:
+        return self.runs / "wandb"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def log(self, run_id: str) -> Path:
+        return self.logs / f"{run_id}.log"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report"
+
+    def recorded_runs(self) -> dict[str, RunFolder]:
+        """Every run folder under runs/ that holds a record, by folder name."""
+        return {path.parent.name: RunFolder(path.parent) for path in sorted(self.runs.glob("*/config.json"))}

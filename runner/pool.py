@@ -1,0 +1,109 @@
+"""Running: every planned run that has not finished, over a pool of workers, with the manifest
+(`sweep.json`: every planned run, its status and, for a failed run, why) rewritten as runs end.
+
+One runner owns a sweep folder at a time (an flock the kernel drops when the runner dies); a second
+one fails at once naming the holder's pid. Each run holds its own lock, so a run is never trained
+twice at once. A failed run is recorded and the others go on; running again skips the finished runs
+and resumes the ones that stopped after a checkpoint. A run whose checkpoints are all damaged is
+marked failed with that reason and left alone until `fresh` starts it over.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from runfolder import RUNNER_LOCK, SweepFolder
+from runner.launching import Launcher
+from safeio import FolderLock, atomic_write_text
+
+
+def run_env(folder: SweepFolder, run_id: str, threads: int) -> dict:
+    """What `wandb agent` would set for a run (its id, its group), plus the thread budget."""
+    return {**os.environ, "WANDB_RUN_ID": run_id, "WANDB_RUN_GROUP": folder.name, "OMP_NUM_THREADS": str(threads),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def run_args(run: dict, folder: SweepFolder, fresh: bool) -> list[str]:
+    """The run's command; `--resume` when it has a checkpoint to continue from (unless `fresh`)."""
+    run_dir = folder.run(run["run_id"])
+    return list(run["args"]) + ([f"--resume={run_dir.path}"] if not fresh and run_dir.can_resume() else [])
+
+
+def resume_problem(folder: SweepFolder, run_id: str) -> str | None:
+    """Why the run cannot resume (its checkpoints checked by checksum alone), with what to do."""
+    problem = folder.run(run_id).resume_problem()
+    return f"{problem}; rerun the sweep with --fresh to start this run over" if problem else None
+
+
+def write_manifest(sweep: dict, status: dict, reasons: dict | None = None) -> None:
+    """sweep.json: every planned run, its status and, for a failed run, why (`reason`)."""
+    reasons = reasons or {}
+    runs = [{**run, "status": status[run["run_id"]],
+             **({"reason": reasons[run["run_id"]]} if run["run_id"] in reasons else {})} for run in sweep["runs"]]
+    atomic_write_text(SweepFolder(sweep["folder"]).manifest,
+                      json.dumps({**sweep, "runs": runs}, indent=2, ensure_ascii=False, default=str))
+
+
+def execute(sweep: dict, workers: int = 2, fresh: bool = False, launcher: str = "fork") -> dict:
+    """Run every planned run that has not finished; returns {run_id: status}. Holds the folder's
+    runner lock throughout (LockedError if another runner has it). `launcher`: fork (from a pre-warmed
+    process, runner/forkserver.py) or subprocess (a fresh interpreter per run)."""
+    folder = SweepFolder(sweep["folder"])
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder.path, RUNNER_LOCK, what="sweep folder"):
+        folder.logs.mkdir(parents=True, exist_ok=True)
+        folder.runs.mkdir(parents=True, exist_ok=True)
+        launch = Launcher(folder.logs / "forkserver.log", fork=launcher == "fork")
+        try:
+            return _execute(sweep, folder, workers, fresh, launch)
+        finally:
+            launch.close()
+
+
+def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch: Launcher) -> dict:
+    from tqdm import tqdm
+
+    status = {run["run_id"]: folder.run(run["run_id"]).status() for run in sweep["runs"]}
+    problems = {rid: resume_problem(folder, rid) for rid in status if status[rid] != "finished"}
+    problems = {rid: problem for rid, problem in problems.items() if problem}
+    reasons = {} if fresh else dict(problems)  # with --fresh these runs start over; others still resume
+    for rid, problem in reasons.items():
+        status[rid] = "failed"
+        print(f"run {rid}: {problem}", file=sys.stderr)
+    todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished" and run["run_id"] not in reasons]
+    write_manifest(sweep, status, reasons)
+    print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
+          f"{len(todo)} to run with {workers} worker(s) -> {folder.path}", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    def one(run: dict) -> int:
+        rid = run["run_id"]
+        return launch.run(rid, run_args(run, folder, rid in problems), run_env(folder, rid, threads), folder.log(rid))
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
+            futures = {pool.submit(one, run): run["run_id"] for run in todo}
+            for future in as_completed(futures):
+                rid = futures[future]
+                try:
+                    code = future.result()
+                except OSError as err:  # e.g. the log file cannot be written: this run fails, the others go on
+                    code = -1
+                    tqdm.write(f"run {rid} could not start: {err}")
+                status[rid] = folder.run(rid).status() if code == 0 else "failed"
+                if code != 0:
+                    reasons[rid] = resume_problem(folder, rid) or f"exit {code}"
+                    tqdm.write(f"run {rid} failed ({reasons[rid]}); see {folder.log(rid)}")
+                else:
+                    reasons.pop(rid, None)
+                write_manifest(sweep, status, reasons)
+                bar.update(1)
+    except BaseException:
+        launch.stop_all()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: start nothing new
+    return status
