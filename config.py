@@ -27,12 +27,12 @@ from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
 from typing import Literal
 
-# Entity-loss reference levels (sweeps/baseline.yaml): each sets alpha, gamma and unit_class_weights.
+# Entity-loss reference levels (sweeps/baseline.yaml): each sets entity_loss_scale, gamma and unit_class_weights.
 LOSS_LEVELS = {
-    "plain_ce": {"alpha": 1.0, "gamma": 0.0, "unit_class_weights": True},      # exactly cross-entropy
-    "weighted_ce": {"alpha": 1.0, "gamma": 0.0, "unit_class_weights": False},  # CE with the class weights
-    "focal_g2": {"alpha": 0.25, "gamma": 2.0, "unit_class_weights": False},    # the write-up's fix
-    "focal_g3": {"alpha": 0.25, "gamma": 3.0, "unit_class_weights": False},    # the write-up's original
+    "plain_ce": {"entity_loss_scale": 1.0, "gamma": 0.0, "unit_class_weights": True},      # exactly cross-entropy
+    "weighted_ce": {"entity_loss_scale": 1.0, "gamma": 0.0, "unit_class_weights": False},  # CE with the class weights
+    "focal_g2": {"entity_loss_scale": 0.25, "gamma": 2.0, "unit_class_weights": False},    # the write-up's fix
+    "focal_g3": {"entity_loss_scale": 0.25, "gamma": 3.0, "unit_class_weights": False},    # the write-up's original
 }
 FP16_MAX = 65504.0  # torch.finfo(torch.float16).max, without importing torch here
 
@@ -43,7 +43,7 @@ INF = math.inf
 RANGES = {
     "max_length": (3, INF, True, False),        # [CLS] word [SEP] at least
     "dropout": (0.0, 1.0, True, False),
-    "alpha": (0.0, INF, True, False),
+    "entity_loss_scale": (0.0, INF, True, False),
     "gamma": (0.0, INF, True, False),
     "o_weight": (0.0, INF, True, False),
     "max_class_weight": (0.0, INF, False, False),
@@ -67,6 +67,8 @@ RANGES = {
     "tiny_heads": (1, INF, True, False),
     "tiny_vocab_min_count": (1, INF, True, False),  # 1: every train word is a token
 }
+# Flags renamed since a run was recorded: old name -> new name (a saved config.json is read under the new one).
+RENAMED = {"alpha": "entity_loss_scale"}
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one safe path component, never `..` or a `/`
 TINY_MAX_LENGTH = 128  # the tiny encoder's position embeddings
 
@@ -93,12 +95,12 @@ class Config:
     dropout: float = 0.1           # on encoder outputs before the heads
     # --- entity loss
     loss_impl: Literal["dense", "gather"] = "dense"  # focal loss form: dense (one-hot over all classes, as the original) or gather (gold class only)
-    alpha: float = 0.25            # focal alpha
-    gamma: float = 2.0             # focal gamma; 0 with alpha 1 and unit weights is plain cross-entropy
+    entity_loss_scale: float = 0.25  # constant factor on every token's entity loss: the write-up's focal "alpha", which (unlike the focal-loss paper's alpha_t) balances no classes
+    gamma: float = 2.0             # focal gamma; 0 with entity_loss_scale 1 and unit weights is plain cross-entropy
     o_weight: float = 0.1          # class weight of O
     max_class_weight: float = 5.0  # cap of the inverse-frequency entity class weights
     unit_class_weights: bool = False  # True: every class weighs 1 (o_weight / max_class_weight unused)
-    loss_level: Literal["plain_ce", "weighted_ce", "focal_g2", "focal_g3"] | None = None  # plain_ce, weighted_ce, focal_g2 or focal_g3: sets alpha, gamma and unit_class_weights (LOSS_LEVELS)
+    loss_level: Literal["plain_ce", "weighted_ce", "focal_g2", "focal_g3"] | None = None  # plain_ce, weighted_ce, focal_g2 or focal_g3: sets entity_loss_scale, gamma and unit_class_weights (LOSS_LEVELS)
     # --- task weights
     lambdas: Literal["old", "new"] = "new"  # task-weight preset: old (entity/intent/command 0.8/0.15/0.05) or new (0.5/0.3/0.2, entity warm-up 0.3, 0.4)
     lambda_entity: float | None = None   # overrides the preset's entity weight
@@ -277,7 +279,7 @@ def check_tiny(cfg: Config) -> None:
 
 
 def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:
-    """The one resolve step: expand `--loss_level` into alpha, gamma and unit_class_weights, then
+    """The one resolve step: expand `--loss_level` into entity_loss_scale, gamma and unit_class_weights, then
     validate. `given` holds the flags set on the command line; one of them that contradicts the
     loss level is an error naming both flags."""
     if cfg.loss_level in LOSS_LEVELS:
@@ -298,16 +300,22 @@ def check_run_id(run_id: str, source: str) -> None:
                          "(at most 128, not starting with '.' or '-')")
 
 
+def renamed(values: dict) -> dict:
+    """A saved config under today's flag names (RENAMED)."""
+    return {RENAMED.get(name, name): value for name, value in values.items()}
+
+
 def config_from_saved(saved, where) -> Config:
     """The Config a run record's config.json holds, checked like the CLI; errors name the file."""
     if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict) or "run_id" not in saved:
         raise ValueError(f"{where}: expected an object with config and run_id (a run record written by train.py)")
+    values = renamed(saved["config"])
     known = {f.name for f in fields(Config)}
-    unknown = sorted(set(saved["config"]) - known)
+    unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{where}: unknown config key(s) {unknown} (written by another version of train.py?)")
     try:
-        cfg = Config(**saved["config"])
+        cfg = Config(**values)
         validate(cfg)
         check_run_id(saved["run_id"], "run_id")
     except (TypeError, ValueError) as err:

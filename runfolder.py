@@ -89,6 +89,11 @@ class RunFolder:
         return self.path / "encoder"
 
     @property
+    def encoder_config(self) -> Path:
+        """Hugging Face's config.json of the encoder, written by `save_pretrained`."""
+        return self.encoder / "config.json"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 

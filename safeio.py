@@ -146,7 +146,7 @@ class FolderLock:
     lock file never blocks anyone; the file holds the owner's pid only to name it in the message.
     """
 
-    def __init__(self, folder: Path, name: str = ".lock", what: str = "folder"):
+    def __init__(self, folder: Path, name: str, what: str = "folder"):
         self.path = Path(folder) / name
         self.what = what
         self._fd: int | None = None

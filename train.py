@@ -43,10 +43,12 @@ from model.tokenization import collate
 from runfolder import (CK_CONFIG, CK_EPOCH, CK_MODEL, CK_OPTIMIZER, CK_RNG, CK_RUN_ID, CK_SCALER, CK_SCHEDULER,
                        CK_TRAIN_STATE, RunFolder)
 from safeio import read_json
-from telemetry import HealthMonitor, RunRecord, Tracker, keys
+from telemetry import keys
 from telemetry.distributions import count_scalars, step_counts, to_host
 from telemetry.forensics import Forensics
-from telemetry.health import eval_evidence
+from telemetry.health import HealthMonitor, eval_evidence
+from telemetry.record import RunRecord
+from telemetry.tracking import Tracker
 from telemetry.watch import CollapseWatch
 
 log = logging.getLogger("train")
@@ -103,7 +105,7 @@ def build_criterion(cfg: Config, labels) -> tuple[MultiTaskLoss, torch.Tensor]:
     log.info("masked (invalid) entity labels: %s", ", ".join(labels.invalid_tags) or "none")
     weights = TaskWeights.from_preset(cfg.lambdas, cfg.lambda_entity, cfg.lambda_intent, cfg.lambda_command,
                                       cfg.warmup)
-    return MultiTaskLoss(weights, class_weights, cfg.alpha, cfg.gamma, cfg.loss_impl), class_weights
+    return MultiTaskLoss(weights, class_weights, cfg.entity_loss_scale, cfg.gamma, cfg.loss_impl), class_weights
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.AdamW:

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runfolder import RunFolder
 from telemetry import keys
 from telemetry.record import read_history, read_json
 
@@ -45,14 +46,14 @@ class RunData:
 
 
 def load_local(folder: Path) -> RunData:
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    run = RunFolder(folder)
+    if not run.is_run():
         raise ValueError(f"{folder}: no config.json (expected a run directory written by train.py, "
                          "e.g. runs/<run_id>, or ENTITY/PROJECT/RUN_ID)")
-    meta = read_json(folder / "config.json")
-    summary = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
-    history = [row for row in read_history(folder / "history.jsonl") if keys.LOSS_TOTAL in row]
-    return RunData(meta.get("run_id", folder.name), meta.get("run_name", folder.name), meta.get("config", {}),
+    meta = read_json(run.config)
+    summary = run.read_summary()
+    history = [row for row in read_history(run.history) if keys.LOSS_TOTAL in row]
+    return RunData(meta.get("run_id", run.name), meta.get("run_name", run.name), meta.get("config", {}),
                    summary, history, meta.get("labels", {}), meta.get("class_weights"))
 
 
@@ -155,7 +156,7 @@ def origin_lines(summary: dict) -> list[str]:
 def config_lines(run: RunData) -> list[str]:
     cfg = run.config
     get = lambda key: cfg.get(key, "?")  # noqa: E731
-    loss = f"{get('loss_impl')} focal (alpha {get('alpha')}, gamma {get('gamma')})"
+    loss = f"{get('loss_impl')} focal (entity loss scale {get('entity_loss_scale')}, gamma {get('gamma')})"
     if cfg.get("loss_level"):
         loss += f", level {cfg['loss_level']}"
     overrides = ", ".join(f"{key} {cfg[key]}" for key in ("lambda_entity", "lambda_intent", "lambda_command",

@@ -40,7 +40,6 @@ from analysis.records import load_local
 from analysis.report import markdown_table, write_csv
 from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 from evaluation.heldout import HELD_OUT, IN_TEMPLATE, SUBSETS, DataCache, HeldoutError, ScoredRun, score_run
-from model.loading import RunError
 from runfolder import CHECKPOINTS, RunFolder, SweepFolder
 from telemetry import keys
 
@@ -189,7 +188,7 @@ def analyse(paths: list[Path], checkpoint: str, device: torch.device) -> tuple[l
     for run_dir in finished:
         try:
             runs.append(score_run(run_dir, checkpoint, device, cache))
-        except (RunError, HeldoutError) as err:
+        except HeldoutError as err:
             log.warning("left out: %s", err)
             left_out.append({"run": str(run_dir), "reason": str(err)})
     if not runs:

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.records import Run  # noqa: E402
+from analysis.records import RecordedRun  # noqa: E402
 from telemetry import keys  # noqa: E402
 from telemetry.health import WRITEUP_INTENT_MAX_SHARE, WRITEUP_PRED_NON_O_BAND  # noqa: E402
 
@@ -28,12 +28,12 @@ PANELS = [  # (title, keys, the write-up's healthy band, log scale)
 STYLES = ["-", "--", ":"]
 
 
-def _series(run: Run, key: str) -> tuple[list[int], list[float]]:
+def _series(run: RecordedRun, key: str) -> tuple[list[int], list[float]]:
     rows = [row for row in run.history if key in row and row.get("step") is not None]
     return [row["step"] for row in rows], [float(row[key]) for row in rows]
 
 
-def _draw_panel(ax, runs: list[Run], keys: list[str], band, log: bool) -> None:
+def _draw_panel(ax, runs: list[RecordedRun], keys: list[str], band, log: bool) -> None:
     ax.axhspan(*band, color="tab:green", alpha=0.12, lw=0)
     last_step, marked = 1, False
     for color_index, run in enumerate(runs):
@@ -55,7 +55,7 @@ def _draw_panel(ax, runs: list[Run], keys: list[str], band, log: bool) -> None:
     ax.grid(alpha=0.3)
 
 
-def overview_figure(groups: dict[str, list[Run]], path: Path, title: str) -> Path:
+def overview_figure(groups: dict[str, list[RecordedRun]], path: Path, title: str) -> Path:
     names = sorted(groups)
     fig, axes = plt.subplots(len(names), len(PANELS), figsize=(4 * len(PANELS), 2.4 * len(names)),
                              squeeze=False, sharex=True)
@@ -78,7 +78,7 @@ def overview_figure(groups: dict[str, list[Run]], path: Path, title: str) -> Pat
     return path
 
 
-def cell_figures(groups: dict[str, list[Run]], folder: Path, suffix: str = "") -> list[Path]:
+def cell_figures(groups: dict[str, list[RecordedRun]], folder: Path, suffix: str = "") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, runs in groups.items():

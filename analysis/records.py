@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Config
+from runfolder import SweepFolder
 from telemetry import keys
-from telemetry.record import read_history, read_json, read_summary
+from telemetry.record import read_history, read_json
 from telemetry.wandb_values import from_wandb
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ FACTORS = ("mask_value", "gamma", "lambdas", "loss_impl", "loss_level", "data")
 
 
 @dataclass
-class Run:
+class RecordedRun:
     run_id: str
     status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
     factors: dict                     # FACTORS -> value
@@ -52,18 +53,18 @@ def _factors(config: dict, params: dict, dataset: str | None) -> dict:
     return factors
 
 
-def load_local(folder: Path) -> list[Run]:
-    folder = Path(folder)
-    manifest_path = folder / "sweep.json"
+def load_local(folder: Path) -> list[RecordedRun]:
+    sweep = SweepFolder(folder)
+    manifest_path = sweep.manifest
     manifest = read_json(manifest_path, expect=dict) if manifest_path.exists() else {}
     planned, sweep_data = manifest.get("runs", []), manifest.get("data")
     if not isinstance(planned, list) or not all(isinstance(r, dict) and isinstance(r.get("run_id"), str)
                                                 for r in planned):
         raise ValueError(f"{manifest_path}: runs must be a list of objects with a run_id "
                          "(a file written by sweeps/local.py)")
-    run_dirs = {p.parent.name: p.parent for p in (folder / "runs").glob("*/config.json")}
+    run_dirs = sweep.recorded_runs()
     if not planned and not run_dirs:
-        raise FileNotFoundError(f"{folder}: no sweep.json and no runs/*/config.json (expected a folder written "
+        raise FileNotFoundError(f"{sweep.path}: no sweep.json and no runs/*/config.json (expected a folder written "
                                 "by sweeps/local.py or train.py --output_dir=<folder>/runs)")
     params_by_id = {run["run_id"]: run for run in planned}
     runs = []
@@ -72,8 +73,8 @@ def load_local(folder: Path) -> list[Run]:
         plan = params_by_id.get(rid, {})
         config_file, summary, damaged = {}, {}, False
         try:  # one damaged run is listed as unreadable, never the end of the whole report
-            config_file = read_json(run_dir / "config.json", expect=dict) if run_dir else {}
-            summary = read_summary(run_dir) if run_dir else {}
+            config_file = run_dir.read_config() if run_dir else {}
+            summary = run_dir.read_summary() if run_dir else {}
         except ValueError as err:
             log.warning("%s; the run is listed as unreadable", err)
             damaged = True
@@ -85,9 +86,9 @@ def load_local(folder: Path) -> list[Run]:
             status = "failed" if plan.get("status") == "failed" else "pending"
         config = config_file.get("config", {}) if isinstance(config_file.get("config", {}), dict) else {}
         params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
-        runs.append(Run(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
+        runs.append(RecordedRun(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
                         seed=config.get("seed", params.get("seed")), summary=summary,
-                        history_path=run_dir / "history.jsonl" if run_dir else None, config={**params, **config}))
+                        history_path=run_dir.history if run_dir else None, config={**params, **config}))
     return runs
 
 
@@ -96,7 +97,7 @@ HISTORY_KEYS = [keys.LOSS_TOTAL, *(keys.loss(t) for t in keys.TASKS), keys.GRAD_
                 keys.entity_dist(keys.PRED_NON_O), *(keys.max_share(t) for t in keys.SENTENCE_TASKS)]
 
 
-def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
+def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[RecordedRun]:
     """Runs of `entity/project` (optionally one sweep) through `wandb.Api`."""
     if api is None:
         import wandb
@@ -109,7 +110,7 @@ def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Run]:
         config, summary = dict(wandb_run.config), from_wandb(dict(wandb_run.summary))
         status = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "running": "running"}.get(
             wandb_run.state, wandb_run.state)
-        run = Run(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
+        run = RecordedRun(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
                   seed=config.get("seed"), summary=summary, config=config)
         run._history = [{keys.STEP: row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
                         for row in wandb_run.scan_history() if keys.LOSS_TOTAL in row]

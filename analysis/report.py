@@ -19,7 +19,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from analysis.records import Run, load_local, load_wandb
+from analysis.records import RecordedRun, load_local, load_wandb
 from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 from telemetry import keys
 
@@ -46,7 +46,7 @@ EFFECT_METRICS = [("entity F1", TEST_ENTITY_F1), ("intent F1", TEST_INTENT_F1), 
 GROUPING = ("loss_impl", "mask_value", "gamma", "lambdas", "loss_level")
 
 
-def value(run: Run, key: str) -> float:
+def value(run: RecordedRun, key: str) -> float:
     raw = run.summary.get(key)
     if isinstance(raw, bool):
         return float(raw)
@@ -56,13 +56,13 @@ def value(run: Run, key: str) -> float:
 PRIORITY = ("loss_level", "loss_impl", "mask_value", "gamma", "lambdas")  # who names a cell when two factors move together
 
 
-def determines(runs: list[Run], given: str, other: str) -> bool:
+def determines(runs: list[RecordedRun], given: str, other: str) -> bool:
     """True when each value of `given` comes with exactly one value of `other` (e.g. loss_level -> gamma)."""
     seen = {}
     return all(seen.setdefault(r.factors[given], r.factors[other]) == r.factors[other] for r in runs)
 
 
-def varied(runs: list[Run]) -> list[str]:
+def varied(runs: list[RecordedRun]) -> list[str]:
     """The report's grouping axes: factors that take more than one value, minus those that are a
     function of another axis (the baseline's gamma follows from its loss level)."""
     kept = []
@@ -72,7 +72,7 @@ def varied(runs: list[Run]) -> list[str]:
     return [f for f in GROUPING if f in kept]
 
 
-def cell_name(run: Run, factors: list[str]) -> str:
+def cell_name(run: RecordedRun, factors: list[str]) -> str:
     return " ".join(f"{'mask' if f == 'mask_value' else f}={_show(run.factors[f])}" for f in factors)
 
 
@@ -80,16 +80,16 @@ def _show(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def matches(run: Run, wanted: dict) -> bool:
+def matches(run: RecordedRun, wanted: dict) -> bool:
     return all(run.factors.get(k) == v for k, v in wanted.items())
 
 
-def summarize(runs: list[Run], key: str) -> tuple[float, float, int]:
+def summarize(runs: list[RecordedRun], key: str) -> tuple[float, float, int]:
     """Over the runs that logged `key` (a NaN it logged counts; a head the data lacks does not)."""
     return mean_std([value(r, key) for r in runs if key in r.summary])
 
 
-def before_after(runs: list[Run]) -> list[dict] | None:
+def before_after(runs: list[RecordedRun]) -> list[dict] | None:
     before = [r for r in runs if matches(r, BEFORE) and r.factors["loss_impl"] == "dense"]
     after = [r for r in runs if matches(r, AFTER) and r.factors["loss_impl"] == "dense"]
     if not before or not after:
@@ -104,16 +104,16 @@ def before_after(runs: list[Run]) -> list[dict] | None:
     return rows
 
 
-def collapse_rate(runs: list[Run]) -> str:
+def collapse_rate(runs: list[RecordedRun]) -> str:
     return f"{sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs)}/{len(runs)}"
 
 
-def first_nonfinite(runs: list[Run]) -> str:
+def first_nonfinite(runs: list[RecordedRun]) -> str:
     steps = sorted({r.summary.get(keys.FIRST_NONFINITE_STEP) for r in runs} - {None})
     return ", ".join(map(str, steps)) or "never"
 
 
-def transient_episodes(runs: list[Run]) -> str:
+def transient_episodes(runs: list[RecordedRun]) -> str:
     """Degenerate-prediction episodes that recovered (an early majority-class phase, say): how many
     runs had one, and the median onset step and length over those episodes. Episodes that lasted to the
     end of a run are part of its collapse, not counted here."""
@@ -126,7 +126,7 @@ def transient_episodes(runs: list[Run]) -> str:
     return f"{sum(bool(r) for r in recovered)}/{len(runs)} runs, onset {onset:g}, length {length:g} (median)"
 
 
-def nan_origin(runs: list[Run]) -> str:
+def nan_origin(runs: list[RecordedRun]) -> str:
     """Where each cell's first NaN came from (train.py's forensics), e.g. 'losses/focal.py:52 MulBackward0, 3/3 runs'."""
     origins = Counter()
     for run in runs:
@@ -136,7 +136,7 @@ def nan_origin(runs: list[Run]) -> str:
     return "; ".join(f"{where}, {n}/{len(runs)} runs" for where, n in origins.most_common()) or "none"
 
 
-def grid(runs: list[Run], factors: list[str]) -> list[dict]:
+def grid(runs: list[RecordedRun], factors: list[str]) -> list[dict]:
     cells = defaultdict(list)
     for run in runs:
         cells[tuple(run.factors[f] for f in factors)].append(run)
@@ -155,7 +155,7 @@ def grid(runs: list[Run], factors: list[str]) -> list[dict]:
     return rows
 
 
-def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, axes: list[str],
+def paired_deltas(runs: list[RecordedRun], factor: str, level, reference, metric: str, axes: list[str],
                   within: dict | None = None):
     """value(level) - value(reference) over runs equal in every other axis, the dataset and the seed."""
     others = [f for f in axes if f != factor] + ["data"]
@@ -172,7 +172,7 @@ def paired_deltas(runs: list[Run], factor: str, level, reference, metric: str, a
     return deltas
 
 
-def effect_verdict(factor: str, level, reference, runs_level: list[Run], runs_ref: list[Run], delta) -> str:
+def effect_verdict(factor: str, level, reference, runs_level: list[RecordedRun], runs_ref: list[RecordedRun], delta) -> str:
     name = "mask" if factor == "mask_value" else factor
     c_level = sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs_level)
     c_ref = sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs_ref)
@@ -192,7 +192,7 @@ def effect_verdict(factor: str, level, reference, runs_level: list[Run], runs_re
     return text + f"No detectable effect on entity F1: delta = {shown} (95% CI, {n} pairs)."
 
 
-def factor_effects(runs: list[Run], factors: list[str]) -> list[dict]:
+def factor_effects(runs: list[RecordedRun], factors: list[str]) -> list[dict]:
     rows = []
     contexts = [None]
     if "mask_value" in factors:
@@ -220,7 +220,7 @@ def factor_effects(runs: list[Run], factors: list[str]) -> list[dict]:
     return rows
 
 
-def type_deltas(runs: list[Run], factors: list[str], top: int = 5) -> list[dict]:
+def type_deltas(runs: list[RecordedRun], factors: list[str], top: int = 5) -> list[dict]:
     """For each factor level against its reference, the entity types whose test F1 moves most."""
     types = sorted({t for r in runs for t in keys.entity_types_in(r.summary, "test")})
     rows = []
@@ -258,12 +258,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def not_finished(runs: list[Run]) -> list[dict]:
+def not_finished(runs: list[RecordedRun]) -> list[dict]:
     return [{"run": r.run_id, "status": r.status, "factors": cell_name(r, list(GROUPING)) + f" seed={r.seed}",
              "error": r.summary.get(keys.ERROR, "")} for r in runs if r.status != "finished"]
 
 
-def build_report(runs: list[Run], title: str, out: Path, plots: bool = True) -> str:
+def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = True) -> str:
     out.mkdir(parents=True, exist_ok=True)
     finished = [r for r in runs if r.status == "finished"]
     datasets = sorted({r.factors["data"] for r in runs})

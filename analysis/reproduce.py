@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from data import EMBEDDED  # the embedded datasets (the project is installed: pip install -e .)
+from runfolder import SweepFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         sweep_cmd = [sys.executable, str(ROOT / "sweeps" / "local.py"), str(args.sweep), f"--workers={args.workers}",
                      f"--out={args.out}", f"--data={data}"]
         sweep_code = subprocess.run(sweep_cmd, check=False).returncode or sweep_code
-        folder = args.out / f"{args.sweep.stem}-{Path(data).name}"
-        if (folder / "sweep.json").exists():
-            folders.append(folder)
+        folder = SweepFolder(args.out / f"{args.sweep.stem}-{Path(data).name}")
+        if folder.manifest.exists():
+            folders.append(folder.path)
     if not folders:
         return sweep_code or 1
     report_code = subprocess.run([sys.executable, str(ROOT / "analysis" / "report.py"), *map(str, folders)],

@@ -26,7 +26,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from analysis.records import Run, load_local
+from analysis.records import RecordedRun, load_local
 from analysis.report import markdown_table, write_csv
 from analysis.stats import fmt_mean_std, mean_std
 from config import Config
@@ -43,12 +43,12 @@ DEV_METRICS = {"dev entity F1": DEV_ENTITY_F1,
 SECONDS = "train s"
 
 
-def setting(run: Run, flag: str):
+def setting(run: RecordedRun, flag: str):
     """The value a run trained with; a flag its record does not name had train.py's default."""
     return run.config.get(flag, getattr(Config, flag))
 
 
-def dev_scores(run: Run) -> dict:
+def dev_scores(run: RecordedRun) -> dict:
     """The dev metrics of the epoch whose checkpoint the run kept: the first epoch with the highest
     dev entity F1, as train.py keeps it. {} when the run logged no dev evaluation."""
     rows = [row for row in run.history if DEV_ENTITY_F1 in row]
@@ -63,22 +63,22 @@ def _rank(score) -> float:
     return -math.inf if score is None or math.isnan(score) else score
 
 
-def scored_runs(runs: list[Run]) -> list[tuple[Run, dict]]:
+def scored_runs(runs: list[RecordedRun]) -> list[tuple[RecordedRun, dict]]:
     """Finished runs with their dev scores, best dev entity F1 first (ties by run id: a stable order)."""
     pairs = [(run, dev_scores(run)) for run in runs if run.status == "finished"]
     return sorted(pairs, key=lambda pair: (-_rank(pair[1].get(DEV_ENTITY_F1)), pair[0].run_id))
 
 
-def train_seconds(run: Run) -> float:
+def train_seconds(run: RecordedRun) -> float:
     seconds = run.summary.get(keys.PERF_TRAIN_SECONDS)
     return math.nan if seconds is None else float(seconds)
 
 
-def collapsed(run: Run) -> bool:
+def collapsed(run: RecordedRun) -> bool:
     return bool(run.summary.get(keys.COLLAPSED))
 
 
-def run_row(run: Run, dev: dict) -> dict:
+def run_row(run: RecordedRun, dev: dict) -> dict:
     """One run as raw values (the CSV); `shown` formats it for Markdown."""
     row = {"run": run.run_id, **{column: setting(run, flag) for column, flag in PARAMS.items()}}
     row.update({column: dev.get(key, math.nan) for column, key in DEV_METRICS.items()})
@@ -97,7 +97,7 @@ def shown(row: dict) -> dict:
     return {column: cell(column, value) for column, value in row.items()}
 
 
-def marginals(pairs: list[tuple[Run, dict]]) -> list[dict]:
+def marginals(pairs: list[tuple[RecordedRun, dict]]) -> list[dict]:
     """Mean dev entity F1 per value of each parameter, over the runs that had that value. In a
     random search every other parameter varies underneath, so a gap between values is a hint to
     confirm with a paired run, not an effect size."""
@@ -115,7 +115,7 @@ def marginals(pairs: list[tuple[Run, dict]]) -> list[dict]:
     return rows
 
 
-def configurations(pairs: list[tuple[Run, dict]]) -> list[dict]:
+def configurations(pairs: list[tuple[RecordedRun, dict]]) -> list[dict]:
     """Mean ± std of the dev metrics per configuration (every searched flag but the seed), best mean dev
     entity F1 first: the paired view once a configuration has run with several seeds
     (sweeps/tune-confirm.yaml). A configuration with a collapsed seed ranks below every healthy one."""
@@ -152,7 +152,7 @@ def shown_marginal(row: dict) -> dict:
             "best dev entity F1": f"{row['best dev entity F1']:.3f}", "collapsed": f"{row['collapsed']}/{row['runs']}"}
 
 
-def pick(pairs: list[tuple[Run, dict]], budget_seconds: float | None = None) -> tuple[Run, dict] | None:
+def pick(pairs: list[tuple[RecordedRun, dict]], budget_seconds: float | None = None) -> tuple[RecordedRun, dict] | None:
     """The run with the best dev entity F1 among those that did not collapse (and, with a budget,
     trained within it); None when no run qualifies."""
     eligible = [(run, dev) for run, dev in pairs if not collapsed(run) and DEV_ENTITY_F1 in dev
@@ -160,14 +160,14 @@ def pick(pairs: list[tuple[Run, dict]], budget_seconds: float | None = None) -> 
     return eligible[0] if eligible else None  # `pairs` is sorted best first
 
 
-def flags(run: Run) -> str:
+def flags(run: RecordedRun) -> str:
     """The searched flags of a run as train.py arguments, seed left out: the configuration to confirm."""
     chosen = [f"--{flag}={setting(run, flag)}" for flag in PARAMS.values() if flag != "seed"]
     data = setting(run, "data")
     return " ".join(chosen + ([f"--data={data}"] if data != Config.data else []))
 
 
-def pick_line(label: str, chosen: tuple[Run, dict] | None, why_none: str) -> str:
+def pick_line(label: str, chosen: tuple[RecordedRun, dict] | None, why_none: str) -> str:
     if chosen is None:
         return f"- **{label}**: {why_none}\n"
     run, dev = chosen
@@ -175,12 +175,12 @@ def pick_line(label: str, chosen: tuple[Run, dict] | None, why_none: str) -> str
             f"of training: `python train.py {flags(run)}`\n")
 
 
-def unfinished(runs: list[Run]) -> list[dict]:
+def unfinished(runs: list[RecordedRun]) -> list[dict]:
     return [{"run": run.run_id, "status": run.status, **{c: setting(run, f) for c, f in PARAMS.items()},
              "error": run.summary.get(keys.ERROR, "")} for run in runs if run.status != "finished"]
 
 
-def build_tune_report(runs: list[Run], title: str, out: Path, budget_seconds: float | None = None) -> str:
+def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_seconds: float | None = None) -> str:
     """The Markdown report (also written to `out/tune.md`) and its two CSV tables."""
     out.mkdir(parents=True, exist_ok=True)
     pairs = scored_runs(runs)

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from runfolder import RunFolder
 from telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def subprocess_costs(threads: int, out: Path, flags: list[str] = ()) -> dict[str
     if result["returncode"] != 0:
         raise RuntimeError(f"train.py {' '.join(flags)} exited with {result['returncode']}")
     peak_mib = result["peak_mib"]
-    summary = json.loads((out / "bench-run" / "summary.json").read_text())
+    summary = RunFolder(out / "bench-run").read_summary()
     return {"imports": imports, "wall": wall, "train": summary[keys.PERF_TRAIN_SECONDS], "peak_mib": peak_mib}
 
 
@@ -215,17 +216,16 @@ def optimizer_choice(threads: int, steps: int = 50) -> dict[str, float]:
 
 def ablation(workers: int, launcher: str, out: Path) -> dict[str, float]:
     """Wall time of the 24-run ablation, and the sum of its runs' own training-loop seconds."""
-    from telemetry.record import read_summary
-
     from data import DEFAULT_DATA
+    from runfolder import SweepFolder
 
     start = time.perf_counter()  # the main job's sweep of the default dataset (analysis/reproduce.py names it so)
     subprocess.run([sys.executable, str(ROOT / "sweeps" / "local.py"), str(ROOT / "sweeps" / "ablation.yaml"),
                     f"--workers={workers}", f"--out={out}", f"--launcher={launcher}", f"--data={DEFAULT_DATA}"],
                    cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    runs = out / f"ablation-{DEFAULT_DATA}" / "runs"
-    summaries = [read_summary(path) for path in sorted(runs.iterdir()) if (path / "summary.json").exists()]
+    runs = SweepFolder(out / f"ablation-{DEFAULT_DATA}").recorded_runs().values()
+    summaries = [run.read_summary() for run in runs if run.summary.exists()]
     loop = sum(summary.get(keys.PERF_TRAIN_SECONDS, 0.0) for summary in summaries)
     return {"wall": wall, "loop": loop, "runs": len(summaries)}
 

@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from config import Config
 from data.formats import FORMATS, DataError, Example, detect_format, jsonl_text, read_splits
 from data.labels import UNKNOWN, LabelSpace, build_label_space, count_unknown
 from safeio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = "phone-assistant-wild"  # config.Config.data (config.py imports no torch, so it spells it too)
+DEFAULT_DATA = Config.data  # the default dataset, spelled once (in the run configuration)
 DATA_DIR = Path(__file__).resolve().parent  # embedded datasets are written to DATA_DIR / <name>
 # Embedded datasets: name -> (generator module, seed). Each module has `generate(seed)`; one that also has
 # `generate_flagged(seed)` gets its held-out-phrasing flags written into the JSONL (`held_out_phrasing`).

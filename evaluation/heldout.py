@@ -20,7 +20,7 @@ from data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedde
 from data.novelty import new_ngram_flags, recorded_held_out
 from evaluation.metrics import compute_metrics
 from model import encode
-from model.loading import LoadedRun, load_run
+from model.loading import LoadedRun, RunError, load_run
 from model.prediction import predict_encoded
 
 SPLITS = ("dev", "test")
@@ -116,7 +116,10 @@ def name_without_seed(name: str) -> str:
 
 def score_run(run_dir: Path, checkpoint: str, device: torch.device, cache: DataCache) -> ScoredRun:
     """Predict dev and test once with the run's own model and label space, then score each subset."""
-    run = load_run(run_dir, checkpoint, device)
+    try:
+        run = load_run(run_dir, checkpoint, device)
+    except RunError as err:
+        raise HeldoutError(str(err)) from None
     try:
         dataset, flags = cache.get(run.config.data, run.config.data_format)
     except (DataError, OSError) as err:

@@ -1,12 +1,13 @@
 """Softmax focal loss (Lin et al., 2017, "Focal Loss for Dense Object Detection"),
-FL(p_t) = -alpha * w_t * (1 - p_t)^gamma * log(p_t), in the two forms people write.
+FL(p_t) = -s * w_t * (1 - p_t)^gamma * log(p_t), in the two forms people write (s: the write-up's
+"alpha", one constant for every class, here called `scale`).
 
 - `dense`: over the whole one-hot distribution, as the original model computed it,
-      loss_i = -sum_c onehot_ic * alpha * w_c * (1 - p_ic)^gamma * log p_ic.
+      loss_i = -sum_c onehot_ic * s * w_c * (1 - p_ic)^gamma * log p_ic.
   Every column is evaluated, so a single -inf logit makes onehot * log p = 0 * -inf = NaN
   in forward and backward, whatever the labels.
 - `gather`: per-token cross-entropy on the gold label only,
-      ce_i = -log p_i,y ;  p_t = exp(-ce_i) ;  loss_i = alpha * w_y * (1 - p_t)^gamma * ce_i.
+      ce_i = -log p_i,y ;  p_t = exp(-ce_i) ;  loss_i = s * w_y * (1 - p_t)^gamma * ce_i.
   `p_t` comes from the *unweighted* CE: putting the class weight into cross_entropy would
   make p_t = p^w and barely penalise a down-weighted `O`. With -inf logits this form stays
   finite unless the gold label itself is masked.
@@ -27,15 +28,16 @@ def mean_or_zero(per_item: torch.Tensor) -> torch.Tensor:
     return per_item.sum() / max(per_item.numel(), 1)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, scale: float = 0.25, gamma: float = 2.0,
                weight: torch.Tensor | None = None, impl: str = "dense", ignore_index: int = -100) -> torch.Tensor:
     """Mean softmax focal loss.
 
     Args:
         logits: (N, C) unnormalised scores (masked entries may be -inf).
         target: (N,) class indices, `ignore_index` for tokens without a label.
-        alpha: constant factor (the paper's alpha, here applied to every class).
-        gamma: focusing parameter; 0 gives (alpha- and class-weighted) cross-entropy.
+        scale: constant factor on every token's loss (the write-up's "alpha"; the focal-loss paper's
+            alpha_t would weigh foreground and background classes differently, this does not).
+        gamma: focusing parameter; 0 gives (scaled and class-weighted) cross-entropy.
         weight: (C,) per-class weights, or None for 1.
         impl: "dense" or "gather" (see the module docstring).
     Returns:
@@ -48,13 +50,13 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, 
     if impl == "dense":
         log_p = F.log_softmax(logits, dim=-1)                                  # (M, C)
         onehot = F.one_hot(target, logits.shape[-1]).to(log_p.dtype)          # (M, C)
-        # loss_i = -sum_c onehot * alpha * w_c * (1 - p_c)^gamma * log p_c
-        per_token = -(onehot * alpha * weight * (1 - log_p.exp()) ** gamma * log_p).sum(-1)
+        # loss_i = -sum_c onehot * s * w_c * (1 - p_c)^gamma * log p_c
+        per_token = -(onehot * scale * weight * (1 - log_p.exp()) ** gamma * log_p).sum(-1)
     elif impl == "gather":
         ce = F.cross_entropy(logits, target, reduction="none")                 # (M,) = -log p_t, unweighted
         p_t = torch.exp(-ce)
-        # loss_i = alpha * w_y * (1 - p_t)^gamma * ce_i
-        per_token = alpha * weight[target] * (1 - p_t) ** gamma * ce
+        # loss_i = s * w_y * (1 - p_t)^gamma * ce_i
+        per_token = scale * weight[target] * (1 - p_t) ** gamma * ce
     else:
         raise ValueError(f"impl={impl!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     return mean_or_zero(per_token)

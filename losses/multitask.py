@@ -56,18 +56,18 @@ class MultiTaskLoss:
     Args:
         weights: task weights and warm-up.
         class_weights: (C,) entity class weights.
-        alpha, gamma, impl: focal-loss settings (losses.focal).
+        scale, gamma, impl: focal-loss settings (losses.focal; `scale` is the entity_loss_scale flag).
     """
 
-    def __init__(self, weights: TaskWeights, class_weights: torch.Tensor, alpha: float, gamma: float, impl: str):
+    def __init__(self, weights: TaskWeights, class_weights: torch.Tensor, scale: float, gamma: float, impl: str):
         self.weights, self.class_weights = weights, class_weights
-        self.alpha, self.gamma, self.impl = alpha, gamma, impl
+        self.scale, self.gamma, self.impl = scale, gamma, impl
 
     def task_losses(self, logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unweighted loss of every task the model has a head for (a missing head is absent)."""
         entity = logits["entity"]
         losses = {"entity": focal_loss(entity.reshape(-1, entity.shape[-1]), batch["tags"].reshape(-1),
-                                       alpha=self.alpha, gamma=self.gamma,
+                                       scale=self.scale, gamma=self.gamma,
                                        weight=self.class_weights.to(entity.device), impl=self.impl),
                   "intent": cross_entropy(logits["intent"], batch["intent"])}
         if "command" in logits:

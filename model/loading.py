@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from config import Config
+from config import Config, renamed
 from data.labels import LabelSpace, Vocab
 from model.checkpoint import CheckpointError, load_checkpoint
+from model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
 from runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, RunFolder
 from safeio import read_json
-from model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
 
 
 class RunError(ValueError):
@@ -69,7 +69,7 @@ def _read_record(run_dir: Path) -> tuple[dict, Config, LabelSpace]:
     try:
         record = read_json(path, expect=dict)
         known = {f.name for f in fields(Config)}
-        cfg = Config(**{k: v for k, v in record["config"].items() if k in known})
+        cfg = Config(**{k: v for k, v in renamed(record["config"]).items() if k in known})
         labels = labels_from_record(record)
     except (ValueError, KeyError, TypeError) as err:
         raise RunError(f"{path}: not a run config written by train.py ({type(err).__name__}: {err})") from None
@@ -80,15 +80,16 @@ def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
     """The encoder's architecture, randomly initialised: the checkpoint supplies every weight. The
     recorded encoder/config.json comes first, as the architecture that was trained; a tiny run from
     before it was recorded is rebuilt from its tiny_* flags (defaults for runs older than those)."""
-    saved = RunFolder(run_dir).encoder
-    recorded = (saved / "config.json").is_file()
+    folder = RunFolder(run_dir)
+    saved, recorded = folder.encoder, folder.encoder_config.is_file()
     if cfg.encoder == "tiny" and not recorded:
         return build_encoder("tiny", vocab_size, tiny_architecture(cfg))
     try:
         config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder)
     except (OSError, ValueError) as err:  # missing or unreadable; ValueError: no or an unknown model_type
-        problem = f"{saved.name}/config.json cannot be read" if recorded else \
-            f"no {saved.name}/config.json and the encoder {cfg.encoder!r} cannot be loaded offline"
+        name = folder.encoder_config.relative_to(folder.path)
+        problem = (f"{name} cannot be read" if recorded
+                   else f"no {name} and the encoder {cfg.encoder!r} cannot be loaded offline")
         raise RunError(f"{run_dir}: {problem} ({str(err).splitlines()[0]})") from None
     return tiny_encoder(config) if cfg.encoder == "tiny" else AutoModel.from_config(config)
 

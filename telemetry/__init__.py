@@ -1,7 +1,3 @@
-"""Per-step telemetry: distributions, health flags and the collapse verdict, the run record, W&B."""
-from telemetry.health import HealthMonitor
-from telemetry.record import RunRecord, read_history, read_json, write_json
-from telemetry.tracking import HISTOGRAM_KEYS, Tracker, resolve_mode
-
-__all__ = ["HISTOGRAM_KEYS", "HealthMonitor", "RunRecord", "Tracker", "read_history", "read_json",
-           "resolve_mode", "write_json"]
+"""Per-step telemetry: the metric-key vocabulary (`keys`, importable on its own: losses and
+evaluation use it), distributions, health flags and the collapse verdict (`health`, `watch`),
+the first NaN's origin (`forensics`), the run record (`record`) and W&B (`tracking`)."""

@@ -25,7 +25,7 @@ from analysis import report
 from analysis.dashboard import COLLAPSE_PANELS, history_keys
 from analysis.records import HISTORY_KEYS, load_wandb
 from runner import planning
-from telemetry import read_history, read_json
+from telemetry.record import read_history, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

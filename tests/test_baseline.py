@@ -12,7 +12,7 @@ from data import load_dataset
 from data.formats import write_jointbert_split
 from evaluation.errors import confusion_rows, span_errors
 from runner import planning
-from telemetry import read_history
+from telemetry.record import read_history
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,13 +23,13 @@ def test_baseline_yaml_levels():
     runs = planning.expand(config)
     assert len(runs) == 12 and {r["loss_level"] for r in runs} == set(LOSS_LEVELS)
     cfg = parse_config(["--loss_level=plain_ce"])
-    assert (cfg.gamma, cfg.alpha, cfg.unit_class_weights) == (0.0, 1.0, True)
+    assert (cfg.gamma, cfg.entity_loss_scale, cfg.unit_class_weights) == (0.0, 1.0, True)
     assert parse_config(["--loss_level=plain_ce", "--gamma=0"]) == cfg  # agreeing flags are fine
     with pytest.raises(SystemExit):
         parse_config(["--loss_level=focal_g9"])
 
 
-@pytest.mark.parametrize("flag", ["--gamma=5", "--alpha=0.25", "--unit_class_weights=False"])
+@pytest.mark.parametrize("flag", ["--gamma=5", "--entity_loss_scale=0.25", "--unit_class_weights=False"])
 def test_loss_level_and_a_contradicting_flag_is_an_error_naming_both(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_config(["--loss_level=plain_ce", flag])

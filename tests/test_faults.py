@@ -136,7 +136,7 @@ def test_jointbert_non_utf8_names_file_and_line(tmp_path):
 
 # --- 6. flags -------------------------------------------------------------------------------------
 
-BAD_FLAGS = ["--alpha=-0.25", "--o_weight=-1", "--lambda_entity=-0.5", "--lambda_intent=-1", "--lambda_command=nan",
+BAD_FLAGS = ["--entity_loss_scale=-0.25", "--o_weight=-1", "--lambda_entity=-0.5", "--lambda_intent=-1", "--lambda_command=nan",
              "--weight_decay=-0.01", "--warmup_ratio=5", "--warmup_ratio=-0.1", "--gamma=inf", "--gamma=-1",
              "--max_length=0", "--max_length=1000", "--threads=-3", "--threads=0", "--dropout=1.0", "--lr=0",
              "--max_class_weight=0", "--grad_clip=-1", "--seed=-1", "--epochs=0", "--batch_size=0",

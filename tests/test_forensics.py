@@ -15,7 +15,7 @@ from config import parse_config
 from data import load_dataset
 from model import encode
 from model.tokenization import collate
-from telemetry import read_history, read_json
+from telemetry.record import read_history, read_json
 from telemetry.forensics import Forensics
 
 ROOT = Path(__file__).resolve().parent.parent

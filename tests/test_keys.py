@@ -7,7 +7,8 @@ import pytest
 
 import train
 from analysis import dashboard, plots, records, report
-from telemetry import keys, read_history
+from telemetry import keys
+from telemetry.record import read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACES = ("loss/", "lambda/", "grad/", "dist/", "health/", "val/", "test/", "final/", "best/", "perf/")

@@ -16,9 +16,9 @@ def _logits(n=6, c=5, seed=0):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_gamma0_alpha1_unit_weights_is_cross_entropy_in_value_and_gradient(impl):
+def test_gamma0_scale1_unit_weights_is_cross_entropy_in_value_and_gradient(impl):
     z, y = _logits()
-    fl = focal_loss(z, y, alpha=1.0, gamma=0.0, impl=impl)
+    fl = focal_loss(z, y, scale=1.0, gamma=0.0, impl=impl)
     (g_fl,) = torch.autograd.grad(fl, z)
     ce = F.cross_entropy(z, y)
     (g_ce,) = torch.autograd.grad(ce, z)
@@ -33,15 +33,15 @@ def test_exact_down_weighting(impl, gamma):
     p_t = torch.softmax(z, -1)[0, y[0]]
     ce = F.cross_entropy(z, y)
     expected = 0.25 * (1 - p_t) ** gamma * ce
-    assert torch.allclose(focal_loss(z, y, alpha=0.25, gamma=gamma, impl=impl).double(), expected, atol=1e-6)
+    assert torch.allclose(focal_loss(z, y, scale=0.25, gamma=gamma, impl=impl).double(), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_class_weights_multiply_each_token(impl):
     z, y = _logits(n=8, c=4)
     w = torch.tensor([0.1, 1.0, 2.0, 5.0], dtype=torch.float64)
-    per_token = torch.stack([focal_loss(z[i:i + 1], y[i:i + 1], alpha=1.0, gamma=2.0, impl=impl) for i in range(8)])
-    weighted = focal_loss(z, y, alpha=1.0, gamma=2.0, weight=w, impl=impl)
+    per_token = torch.stack([focal_loss(z[i:i + 1], y[i:i + 1], scale=1.0, gamma=2.0, impl=impl) for i in range(8)])
+    weighted = focal_loss(z, y, scale=1.0, gamma=2.0, weight=w, impl=impl)
     assert torch.allclose(weighted.double(), (per_token.double() * w[y]).mean(), atol=1e-6)
 
 
@@ -50,7 +50,7 @@ def test_gather_weight_is_outside_pt():
     z = torch.tensor([[2.0, 0.0]])
     y = torch.tensor([0])
     p = torch.softmax(z, -1)[0, 0]
-    got = focal_loss(z, y, alpha=1.0, gamma=2.0, weight=torch.tensor([0.1, 1.0]), impl="gather")
+    got = focal_loss(z, y, scale=1.0, gamma=2.0, weight=torch.tensor([0.1, 1.0]), impl="gather")
     assert torch.allclose(got, 0.1 * (1 - p) ** 2 * -torch.log(p))
 
 
@@ -59,7 +59,7 @@ def test_each_form_matches_the_paper_formula_with_class_weights(impl):
     z, y = _logits(n=10, c=6, seed=3)
     w = torch.linspace(0.1, 5, 6, dtype=torch.float64)
     p_t = torch.softmax(z, -1).gather(1, y[:, None]).squeeze(1)
-    expected = (0.25 * w[y] * (1 - p_t) ** 2 * -torch.log(p_t)).mean()  # FL = -alpha w_y (1 - p_t)^gamma log p_t
+    expected = (0.25 * w[y] * (1 - p_t) ** 2 * -torch.log(p_t)).mean()  # FL = -s w_y (1 - p_t)^gamma log p_t
     assert torch.allclose(focal_loss(z, y, 0.25, 2.0, w, impl), expected)
 
 

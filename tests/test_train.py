@@ -8,7 +8,7 @@ import torch
 
 import train
 from config import Config, parse_config
-from telemetry import read_history, read_json
+from telemetry.record import read_history, read_json
 
 FAST = ["--epochs=3", "--batch_size=32", "--task_grad_every=5", "--threads=1"]
 

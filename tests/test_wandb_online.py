@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import train
-from telemetry import read_json
+from telemetry.record import read_json
 from telemetry.tracking import resolve_mode
 from telemetry.wandb_values import from_wandb, to_wandb
 
