@@ -148,6 +148,17 @@ class Config:
         return parse_warmup(self.entity_warmup)
 
 
+# Flags that only name, place, resume or report a run: they cannot change one of its numbers, so they
+# are not part of its identity (every other flag is, defaults included; see `identity_config`).
+BOOKKEEPING = ("run_id", "run_name", "output_dir", "resume", "wandb_mode", "wandb_project", "wandb_entity",
+               "wandb_group", "log_model")
+
+
+def identity_config(values: dict) -> dict:
+    """The part of a resolved config (as a dict) that can change a run's numbers."""
+    return {name: value for name, value in renamed(values).items() if name not in BOOKKEEPING}
+
+
 # The flags that size the tiny encoder and its tokenizer (an error with any other encoder).
 TINY_FLAGS = tuple(f.name for f in fields(Config) if f.name.startswith("tiny_"))
 
@@ -295,7 +306,7 @@ def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:
 
 def check_run_id(run_id: str, source: str) -> None:
     """A run id becomes a folder name under --output_dir: one safe path component only."""
-    if not RUN_ID_RE.match(str(run_id)):
+    if not RUN_ID_RE.fullmatch(str(run_id)):  # `$` alone would also match before a trailing newline
         raise ValueError(f"{source}={run_id!r}: expected a file name of letters, digits, '.', '_' or '-' "
                          "(at most 128, not starting with '.' or '-')")
 
@@ -323,13 +334,17 @@ def config_from_saved(saved, where) -> Config:
     return cfg
 
 
+def given_flags(argv: list[str]) -> set[str]:
+    """The flags named on a command line (`--key=value` or `--key value`)."""
+    return {token[2:].split("=")[0] for token in argv if token.startswith("--")}
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     """CLI -> resolved Config. Exits with argparse's usage error (status 2) on unknown or malformed flags."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    given = {token[2:].split("=")[0] for token in argv if token.startswith("--")}
     try:
-        return resolve(Config(**vars(args)), given)
+        return resolve(Config(**vars(args)), given_flags(argv))
     except ValueError as err:
         parser.error(str(err))

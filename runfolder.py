@@ -23,6 +23,9 @@ their checksums without loading them.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
 from pathlib import Path
 
 from safeio import read_json, verify
@@ -115,8 +118,18 @@ class RunFolder:
 
     @property
     def previous(self) -> Path:
-        """Earlier attempts of this run id."""
+        """Earlier attempts of this run id, each whole in previous/<n>/ (1 the first)."""
         return self.path / "previous"
+
+    def earlier_attempts(self) -> list[RunFolder]:
+        """The kept earlier attempts, oldest first."""
+        numbered = [p for p in self.previous.iterdir() if p.is_dir() and p.name.isdigit()] \
+            if self.previous.is_dir() else []
+        return [RunFolder(p) for p in sorted(numbered, key=lambda p: int(p.name))]
+
+    def has_record(self) -> bool:
+        """Anything of an attempt is here (a config, history, summary or checkpoint)."""
+        return any(p.exists() for p in (self.config, self.history, self.summary, self.checkpoints))
 
     def is_run(self) -> bool:
         return self.config.is_file()
@@ -131,6 +144,14 @@ class RunFolder:
         """summary.json: {} when there is none yet; a ValueError naming the file when damaged.
         The one reader of a run's status, for train.py, the sweep runner, analysis and predict."""
         return read_json(self.summary, expect=dict) if self.summary.exists() else {}
+
+    def identity(self) -> dict:
+        """config.json's `identity` ({} for a record from before identities, or an unreadable one)."""
+        try:
+            identity = self.read_config().get("identity")
+        except ValueError:
+            return {}
+        return identity if isinstance(identity, dict) else {}
 
     def status(self, default: str = "pending") -> str:
         """The summary's `status`, or `default` when there is none or it cannot be read."""
@@ -222,3 +243,31 @@ class SweepFolder:
     def recorded_runs(self) -> dict[str, RunFolder]:
         """Every run folder under runs/ that holds a record, by folder name."""
         return {path.parent.name: RunFolder(path.parent) for path in sorted(self.runs.glob("*/config.json"))}
+
+
+# --- identity: everything that can change a run's numbers
+def identity_key(config: dict, data_sha256: str) -> str:
+    """One hash of a run's identity: its configuration (config.identity_config: every flag that can
+    change a number, defaults included) and the fingerprint of the data it reads. Two runs with the
+    same key are the same run (a copy, a restart), never two seeds."""
+    payload = json.dumps({"config": config, "data": data_sha256}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def code_version() -> dict:
+    """The code a run was made with: the git commit and whether the checkout had uncommitted changes,
+    or the installed package's version outside a git checkout."""
+    root = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return {"git_commit": commit, "git_dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return {"package_version": version("nlu-collapse")}
+        except PackageNotFoundError:
+            return {"package_version": None}

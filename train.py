@@ -30,8 +30,10 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
-from config import Config, check_run_id, config_from_saved, parse_config
+from config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
 from data import Dataset, load_dataset
+from data.fingerprint import differences as data_differences
+from data.labels import label_differences
 from evaluation import compute_metrics
 from evaluation.errors import confusion_rows, span_errors
 from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
@@ -40,8 +42,20 @@ from model.checkpoint import load_checkpoint, load_resumable, rng_state, save_ch
 from model.loading import build_model
 from model.prediction import predict_encoded
 from model.tokenization import collate
-from runfolder import (CK_CONFIG, CK_EPOCH, CK_MODEL, CK_OPTIMIZER, CK_RNG, CK_RUN_ID, CK_SCALER, CK_SCHEDULER,
-                       CK_TRAIN_STATE, RunFolder)
+from runfolder import (
+    CK_CONFIG,
+    CK_EPOCH,
+    CK_MODEL,
+    CK_OPTIMIZER,
+    CK_RNG,
+    CK_RUN_ID,
+    CK_SCALER,
+    CK_SCHEDULER,
+    CK_TRAIN_STATE,
+    RunFolder,
+    code_version,
+    identity_key,
+)
 from safeio import read_json
 from telemetry import keys
 from telemetry.distributions import count_scalars, step_counts, to_host
@@ -278,32 +292,55 @@ class Parts:
     total_steps: int
 
 
-def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, dict | None]:
+@dataclass
+class Resumed:
+    """What --resume continues: the run's record as written (config.json) and its last checkpoint."""
+    record: dict
+    checkpoint: dict
+
+
+def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, Resumed | None]:
     """Parse flags; for --resume, the saved config and the last checkpoint. Seeds everything."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(argv)
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
         check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
-        checkpoint, folder = None, RunFolder(Path(cfg.output_dir) / run_id)
+        resumed, folder = None, RunFolder(Path(cfg.output_dir) / run_id)
     else:
         folder = RunFolder(cfg.resume)
         if not folder.is_run():
             raise ValueError(f"--resume={cfg.resume}: no config.json there (expected a run directory written by train.py)")
         saved = read_json(folder.config)
         saved_cfg = config_from_saved(saved, folder.config)
-        ignored = [f"--{k}={v}" for k, v in asdict(cfg).items()
-                   if k != "resume" and v != getattr(Config(), k) and v != saved["config"].get(k)]
-        if ignored:
-            log.warning("--resume continues the run as it was configured; ignoring %s", ", ".join(ignored))
+        changed = [f"--{name}={getattr(cfg, name)} (the run has {getattr(saved_cfg, name)})"
+                   for name in sorted(given_flags(argv) - {"resume"}) if getattr(cfg, name) != getattr(saved_cfg, name)]
+        if changed:
+            raise ValueError(f"--resume={cfg.resume}: a resumed run keeps its recorded configuration, and "
+                             f"{', '.join(changed)} would change it; drop the flag, or start a new run")
         checkpoint, path = load_resumable(folder)
         if path != folder.last:
             log.warning("%s is damaged; resuming from the previous intact checkpoint %s", folder.last, path)
-        cfg, run_id = replace(saved_cfg, resume=cfg.resume), saved["run_id"]
+        cfg, run_id, resumed = replace(saved_cfg, resume=cfg.resume), saved["run_id"], Resumed(saved, checkpoint)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    return cfg, run_id, folder, checkpoint
+    return cfg, run_id, folder, resumed
+
+
+def check_same_world(resumed: Resumed, dataset: Dataset, where: RunFolder) -> None:
+    """A resume must read the data the run started on: otherwise its numbers would mix two datasets.
+    Raises ValueError naming what changed (before anything is written)."""
+    recorded = resumed.record.get("identity", {}).get("data")
+    problems = label_differences(resumed.record.get("labels", {}), dataset.labels)
+    if recorded is not None and recorded.get("sha256") != dataset.fingerprint["sha256"]:
+        problems = data_differences(recorded, dataset.fingerprint) + problems
+    elif recorded is None:
+        log.warning("%s was recorded before data fingerprints: only its label names can be compared", where.config)
+    if problems:
+        raise ValueError(f"--resume={where.path}: the data is not what the run was trained on ({'; '.join(problems)}); "
+                         "resume needs the run's own data: restore it, or start a new run")
 
 
 def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
@@ -353,16 +390,20 @@ class Training:
     The collapse verdict is driven from one place, `self.watch`."""
 
     def __init__(self, cfg: Config, run_id: str, folder: RunFolder, parts: Parts, record: RunRecord,
-                 checkpoint: dict | None):
+                 resumed: Resumed | None):
         self.cfg, self.run_id, self.folder, self.parts, self.record = cfg, run_id, folder, parts, record
         self.name = cfg.run_name or run_name(cfg)
         self.state = TrainState(HealthMonitor(window=cfg.collapse_window))
-        if checkpoint is not None:
-            self._restore(checkpoint)
+        if resumed is not None:
+            self._restore(resumed.checkpoint)
+            self.identity = {**resumed.record.get("identity", {}), "resumed_with": [
+                *resumed.record.get("identity", {}).get("resumed_with", []), code_version()]}
         else:
-            self._start_fresh()
+            attempt = self._start_fresh()
+            self.identity = {"key": identity_key(identity_config(asdict(cfg)), parts.dataset.fingerprint["sha256"]),
+                             "data": parts.dataset.fingerprint, "code": code_version(), "attempt": attempt}
         self._write_config()
-        self.tracker = self._open_tracker(resuming=checkpoint is not None)
+        self.tracker = self._open_tracker(resuming=resumed is not None)
         self.forensics = Forensics(cfg.forensics, write_line=record.log_forensics, on_record=self.tracker.summary,
                                    recorded=record.summary.get(keys.NAN_ORIGIN))
         self.watch = CollapseWatch(self.state.monitor, self.name, self.tracker.alert, lambda: self.forensics.text)
@@ -370,9 +411,11 @@ class Training:
 
     @classmethod
     def setup(cls, argv: list[str] | None = None) -> Training:
-        cfg, run_id, folder, checkpoint = resolve_run(argv)
-        parts = build(cfg, folder, resuming=checkpoint is not None)
-        return cls(cfg, run_id, folder, parts, RunRecord(folder.path), checkpoint)
+        cfg, run_id, folder, resumed = resolve_run(argv)
+        parts = build(cfg, folder, resuming=resumed is not None)
+        if resumed is not None:
+            check_same_world(resumed, parts.dataset, folder)
+        return cls(cfg, run_id, folder, parts, RunRecord(folder.path), resumed)
 
     # --- setup's steps
     def _restore(self, checkpoint: dict) -> None:
@@ -384,10 +427,12 @@ class Training:
         self.record.summary.pop(keys.ERROR, None)
         log.info("resuming %s from epoch %d, step %d", self.folder.path, self.state.epoch, self.state.step)
 
-    def _start_fresh(self) -> None:
-        self.record.start_fresh()
+    def _start_fresh(self) -> int:
+        """A new attempt of this run id (earlier ones are kept whole); returns its number (1 for the first)."""
+        attempt = self.record.start_fresh()
         self.parts.tokenizer.save_pretrained(self.folder.tokenizer)
         self.parts.model.encoder.config.save_pretrained(self.folder.encoder)  # predict.py rebuilds the encoder from it
+        return attempt
 
     def run_info(self) -> dict:
         parts, labels = self.parts, self.parts.dataset.labels
@@ -397,7 +442,8 @@ class Training:
                 "labels": {"intents": labels.intents.names, "tags": labels.tags.names,
                            "commands": labels.commands.names if labels.commands else None,
                            "invalid_tags": labels.invalid_tags},
-                "class_weights": parts.class_weights.tolist(), "total_steps": parts.total_steps}
+                "class_weights": parts.class_weights.tolist(), "total_steps": parts.total_steps,
+                "identity": self.identity}
 
     def _write_config(self) -> None:
         self.record.write_config({"config": asdict(self.cfg), **self.run_info()})

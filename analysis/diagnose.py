@@ -43,6 +43,7 @@ class RunData:
     history: list[dict]                             # training steps only (rows with loss/total)
     labels: dict = field(default_factory=dict)      # intents, tags, commands names (local records only)
     class_weights: list[float] | None = None        # entity class weights (local records only)
+    identity: dict = field(default_factory=dict)    # the run's identity (config.json / W&B config `identity`)
 
 
 def load_local(folder: Path) -> RunData:
@@ -54,7 +55,7 @@ def load_local(folder: Path) -> RunData:
     summary = run.read_summary()
     history = [row for row in read_history(run.history) if keys.LOSS_TOTAL in row]
     return RunData(meta.get("run_id", run.name), meta.get("run_name", run.name), meta.get("config", {}),
-                   summary, history, meta.get("labels", {}), meta.get("class_weights"))
+                   summary, history, meta.get("labels", {}), meta.get("class_weights"), meta.get("identity") or {})
 
 
 def load_wandb(path: str, api=None) -> RunData:
@@ -64,7 +65,8 @@ def load_wandb(path: str, api=None) -> RunData:
         api = wandb.Api()
     run = api.run(path)
     history = [{keys.STEP: row.get("_step"), **row} for row in run.scan_history() if keys.LOSS_TOTAL in row]
-    return RunData(run.id, run.name, dict(run.config), _plain(run.summary), history)
+    config = dict(run.config)
+    return RunData(run.id, run.name, config, _plain(run.summary), history, identity=_plain(config.get("identity") or {}))
 
 
 def _plain(value):
@@ -153,6 +155,19 @@ def origin_lines(summary: dict) -> list[str]:
     return lines
 
 
+def identity_line(identity: dict) -> str:
+    """Which configuration, data bytes and code made the run (its identity), one line."""
+    if not identity.get("key"):
+        return "Identity: not recorded (a run from before run identities)"
+    code = identity.get("code") or {}
+    made_with = (f"commit {str(code['git_commit'])[:12]}{' (uncommitted changes)' if code.get('git_dirty') else ''}"
+                 if code.get("git_commit") else f"package version {code.get('package_version')}")
+    resumed = len(identity.get("resumed_with") or [])
+    return (f"Identity: {identity['key'][:12]} (attempt {identity.get('attempt', 1)}"
+            + (f", resumed {resumed} time(s)" if resumed else "") + f"); data sha256 "
+            f"{str((identity.get('data') or {}).get('sha256'))[:12]}; code {made_with}")
+
+
 def config_lines(run: RunData) -> list[str]:
     cfg = run.config
     get = lambda key: cfg.get(key, "?")  # noqa: E731
@@ -161,7 +176,7 @@ def config_lines(run: RunData) -> list[str]:
         loss += f", level {cfg['loss_level']}"
     overrides = ", ".join(f"{key} {cfg[key]}" for key in ("lambda_entity", "lambda_intent", "lambda_command",
                                                           "entity_warmup") if cfg.get(key) is not None)
-    lines = [f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')}"
+    lines = [identity_line(run.identity), f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')}"
              + (f" ({overrides})" if overrides else "") + f"; lr {get('lr')}; grad_clip {get('grad_clip')}; "
              f"precision {get('precision')}; seed {get('seed')}"]
     if run.class_weights:

@@ -96,9 +96,6 @@ def group(runs: list[ScoredRun]) -> dict[str, list[ScoredRun]]:
         name = members[0].name
         if names[name] > 1:
             name = f"{name} {_differing(key, [k for k, m in by_key.items() if m[0].name == name])}"
-        seeds = [r.seed for r in members]
-        if len(set(seeds)) < len(seeds):  # the same run twice (two folders), not two seeds
-            log.warning("%s: more than one run with the same seed (%s); each is counted", name, seeds)
         groups[name] = members
     return groups
 
@@ -184,13 +181,20 @@ def render(runs: list[ScoredRun], groups: dict[str, list[ScoredRun]], left_out: 
 def analyse(paths: list[Path], checkpoint: str, device: torch.device) -> tuple[list[ScoredRun], list[dict]]:
     """Score every finished run; the others, and the ones that cannot be scored, with the reason."""
     finished, left_out = find_runs(paths)
-    cache, runs = DataCache(), []
+    cache, runs, seen = DataCache(), [], {}
     for run_dir in finished:
         try:
-            runs.append(score_run(run_dir, checkpoint, device, cache))
+            scored = score_run(run_dir, checkpoint, device, cache)
         except HeldoutError as err:
             log.warning("left out: %s", err)
             left_out.append({"run": str(run_dir), "reason": str(err)})
+            continue
+        if scored.identity is not None and scored.identity in seen:  # a copy of a run, not another seed
+            left_out.append({"run": str(run_dir), "reason": f"the same run as {seen[scored.identity]} (same identity), "
+                                                            "not counted"})
+            continue
+        seen[scored.identity] = run_dir
+        runs.append(scored)
     if not runs:
         reasons = "; ".join(f"{row['run']}: {row['reason']}" for row in left_out) or "no runs at all"
         raise HeldoutError(f"{', '.join(map(str, paths))}: no finished run could be scored "

@@ -1,8 +1,15 @@
 """Runs of a sweep, from a local sweep folder or from the W&B API, in one shape.
 
-A local folder is what `sweeps/local.py` writes: `sweep.json` (every planned run and its status)
-and `runs/<run_id>/{config,summary}.json, history.jsonl`. Planned runs with no record, crashed
-runs and runs still going are kept with their status, so the report can list them.
+A local folder is what `sweeps/local.py` writes (`runfolder.SweepFolder`: the plan in `sweep.json`,
+a record per run under `runs/`). Planned runs with no record, crashed runs and runs still going are
+kept with their status, so the report can list them.
+
+Runs are keyed by identity (config.json `identity.key`: the configuration and the data bytes), so a
+number is only ever counted once and only for the plan it belongs to:
+- `duplicate`: a second record of an identity already counted (a copied folder, a rerun under a new
+  W&B id) is listed, not counted as another seed;
+- `stale`: a record whose identity the plan does not hold (an earlier version of the YAML, replaced
+  data), or a planned folder holding another identity, is listed with why, never averaged in.
 """
 from __future__ import annotations
 
@@ -11,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Config
-from runfolder import SweepFolder
+from runfolder import RunFolder, SweepFolder
+from runner.planning import stale_reason
 from telemetry import keys
 from telemetry.record import read_history, read_json
 from telemetry.wandb_values import from_wandb
@@ -21,18 +29,27 @@ log = logging.getLogger(__name__)
 # The factors a report groups by (train.py's flags, plus the dataset); a run that does not say has
 # train.py's default.
 FACTORS = ("mask_value", "gamma", "lambdas", "loss_impl", "loss_level", "data")
+STALE, DUPLICATE = "stale", "duplicate"
+NOT_COUNTED = (STALE, DUPLICATE)
 
 
 @dataclass
 class RecordedRun:
     run_id: str
     status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
+    #              | stale | duplicate (not counted: see the module docstring; `why` says which)
     factors: dict                     # FACTORS -> value
     seed: int | None
     summary: dict = field(default_factory=dict)
     history_path: Path | None = None  # local history.jsonl
     config: dict = field(default_factory=dict)  # train.py's flags as the run recorded them (else the sweep's plan)
+    identity: str | None = None       # the recorded identity key (None: recorded before identities)
+    why: str = ""                     # why a stale or duplicate run is not counted
     _history: list[dict] | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.status not in NOT_COUNTED
 
     @property
     def history(self) -> list[dict]:
@@ -53,6 +70,34 @@ def _factors(config: dict, params: dict, dataset: str | None) -> dict:
     return factors
 
 
+def _recorded(run_dir: RunFolder | None) -> tuple[dict, dict, bool]:
+    """(config.json, summary.json, damaged?) of a run folder; one damaged run never ends the report."""
+    if run_dir is None:
+        return {}, {}, False
+    try:
+        return run_dir.read_config(), run_dir.read_summary(), False
+    except ValueError as err:
+        log.warning("%s; the run is listed as unreadable", err)
+        return {}, {}, True
+
+
+def _from_record(rid: str, run_dir: RunFolder | None, plan: dict, sweep_data: str | None) -> RecordedRun:
+    config_file, summary, damaged = _recorded(run_dir)
+    if damaged:
+        status = "unreadable"
+    elif summary:
+        status = str(summary.get(keys.STATUS, "running"))
+    else:
+        status = "failed" if plan.get("status") == "failed" else "pending"
+    config = config_file.get("config", {}) if isinstance(config_file.get("config", {}), dict) else {}
+    params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
+    identity = config_file.get("identity") if isinstance(config_file.get("identity"), dict) else {}
+    return RecordedRun(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
+                       seed=config.get("seed", params.get("seed")), summary=summary,
+                       history_path=run_dir.history if run_dir else None, config={**params, **config},
+                       identity=identity.get("key"))
+
+
 def load_local(folder: Path) -> list[RecordedRun]:
     sweep = SweepFolder(folder)
     manifest_path = sweep.manifest
@@ -66,29 +111,32 @@ def load_local(folder: Path) -> list[RecordedRun]:
     if not planned and not run_dirs:
         raise FileNotFoundError(f"{sweep.path}: no sweep.json and no runs/*/config.json (expected a folder written "
                                 "by sweeps/local.py or train.py --output_dir=<folder>/runs)")
-    params_by_id = {run["run_id"]: run for run in planned}
     runs = []
-    for rid in list(params_by_id) + sorted(set(run_dirs) - set(params_by_id)):
-        run_dir = run_dirs.get(rid)
-        plan = params_by_id.get(rid, {})
-        config_file, summary, damaged = {}, {}, False
-        try:  # one damaged run is listed as unreadable, never the end of the whole report
-            config_file = run_dir.read_config() if run_dir else {}
-            summary = run_dir.read_summary() if run_dir else {}
-        except ValueError as err:
-            log.warning("%s; the run is listed as unreadable", err)
-            damaged = True
-        if damaged:
-            status = "unreadable"
-        elif summary:
-            status = str(summary.get(keys.STATUS, "running"))
+    for plan in planned:  # in the plan's order
+        run = _from_record(plan["run_id"], run_dirs.get(plan["run_id"]), plan, sweep_data)
+        expected = (plan.get("identity") or {}).get("key")
+        if expected and run.identity != expected and run.status not in ("pending", "failed"):
+            run.status, run.why = STALE, "its folder holds a record of another configuration or data than the plan"
+        runs.append(run)
+    planned_keys = {(plan.get("identity") or {}).get("key") for plan in planned} - {None}
+    for rid in sorted(set(run_dirs) - {plan["run_id"] for plan in planned}):
+        run = _from_record(rid, run_dirs[rid], {}, sweep_data)
+        if planned_keys and run.identity not in planned_keys:
+            run.status, run.why = STALE, stale_reason(run_dirs[rid].read_config() if run.status != "unreadable"
+                                                      else {}, planned)
+        runs.append(run)
+    return dedupe(runs)
+
+
+def dedupe(runs: list[RecordedRun]) -> list[RecordedRun]:
+    """A second counted record of an identity (a copied folder, a rerun) becomes a `duplicate` of the
+    first, preferring a finished one: one identity, one number."""
+    first: dict[str, RecordedRun] = {}
+    for run in sorted((r for r in runs if r.counted and r.identity), key=lambda r: r.status != "finished"):
+        if run.identity in first:
+            run.status, run.why = DUPLICATE, f"the same run as {first[run.identity].run_id} (same identity), not counted"
         else:
-            status = "failed" if plan.get("status") == "failed" else "pending"
-        config = config_file.get("config", {}) if isinstance(config_file.get("config", {}), dict) else {}
-        params = {**({"data": sweep_data} if sweep_data else {}), **plan.get("params", {})}
-        runs.append(RecordedRun(run_id=rid, status=status, factors=_factors(config, params, config_file.get("dataset")),
-                        seed=config.get("seed", params.get("seed")), summary=summary,
-                        history_path=run_dir.history if run_dir else None, config={**params, **config}))
+            first[run.identity] = run
     return runs
 
 
@@ -110,9 +158,10 @@ def load_wandb(path: str, sweep_id: str | None = None, api=None) -> list[Recorde
         config, summary = dict(wandb_run.config), from_wandb(dict(wandb_run.summary))
         status = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "running": "running"}.get(
             wandb_run.state, wandb_run.state)
+        identity = config.get("identity") if isinstance(config.get("identity"), dict) else {}
         run = RecordedRun(run_id=wandb_run.id, status=status, factors=_factors(config, {}, None),
-                  seed=config.get("seed"), summary=summary, config=config)
+                          seed=config.get("seed"), summary=summary, config=config, identity=identity.get("key"))
         run._history = [{keys.STEP: row.get("_step"), **from_wandb({k: row[k] for k in HISTORY_KEYS if k in row})}
                         for row in wandb_run.scan_history() if keys.LOSS_TOTAL in row]
         runs.append(run)
-    return runs
+    return dedupe(runs)

@@ -89,9 +89,14 @@ def summarize(runs: list[RecordedRun], key: str) -> tuple[float, float, int]:
     return mean_std([value(r, key) for r in runs if key in r.summary])
 
 
-def before_after(runs: list[RecordedRun]) -> list[dict] | None:
-    before = [r for r in runs if matches(r, BEFORE) and r.factors["loss_impl"] == "dense"]
-    after = [r for r in runs if matches(r, AFTER) and r.factors["loss_impl"] == "dense"]
+def found_of_planned(found: list[RecordedRun], planned: list[RecordedRun]) -> str:
+    """"found/planned": the finished runs a cell averages, of the runs the plan has for it."""
+    return f"{len(found)}/{len(planned)}"
+
+
+def before_after(runs: list[RecordedRun], planned: list[RecordedRun]) -> list[dict] | None:
+    pick = lambda wanted, pool: [r for r in pool if matches(r, wanted) and r.factors["loss_impl"] == "dense"]  # noqa: E731
+    before, after = pick(BEFORE, runs), pick(AFTER, runs)
     if not before or not after:
         return None
     rows = []
@@ -99,7 +104,8 @@ def before_after(runs: list[RecordedRun]) -> list[dict] | None:
         show = collapse_rate if key == keys.COLLAPSED else lambda runs: fmt_mean_std(*summarize(runs, key))
         rows.append({"metric": label, "before": show(before), "after": show(after),
                      "write-up before": expected_before, "write-up expected after": expected_after})
-    rows.append({"metric": "Seeds", "before": str(len(before)), "after": str(len(after)),
+    rows.append({"metric": "Seeds (found/planned)", "before": found_of_planned(before, pick(BEFORE, planned)),
+                 "after": found_of_planned(after, pick(AFTER, planned)),
                  "write-up before": "-", "write-up expected after": "-"})
     return rows
 
@@ -136,15 +142,17 @@ def nan_origin(runs: list[RecordedRun]) -> str:
     return "; ".join(f"{where}, {n}/{len(runs)} runs" for where, n in origins.most_common()) or "none"
 
 
-def grid(runs: list[RecordedRun], factors: list[str]) -> list[dict]:
-    cells = defaultdict(list)
+def grid(runs: list[RecordedRun], factors: list[str], planned: list[RecordedRun]) -> list[dict]:
+    cells, plan = defaultdict(list), defaultdict(list)
     for run in runs:
         cells[tuple(run.factors[f] for f in factors)].append(run)
+    for run in planned:
+        plan[tuple(run.factors[f] for f in factors)].append(run)
     rows = []
     for key in sorted(cells, key=lambda k: tuple(map(str, k))):
         members = cells[key]
         row = {("mask" if f == "mask_value" else f): _show(v) for f, v in zip(factors, key)}
-        row["seeds"] = len(members)
+        row["seeds (found/planned)"] = found_of_planned(members, plan[key])
         for label, metric in [*EFFECT_METRICS, ("pred_non_O", TEST_PRED_NON_O), ("final loss", FINAL_LOSS)]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)
@@ -260,14 +268,25 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def not_finished(runs: list[RecordedRun]) -> list[dict]:
     return [{"run": r.run_id, "status": r.status, "factors": cell_name(r, list(GROUPING)) + f" seed={r.seed}",
-             "error": r.summary.get(keys.ERROR, "")} for r in runs if r.status != "finished"]
+             "error": r.summary.get(keys.ERROR, "")} for r in runs if r.counted and r.status != "finished"]
+
+
+def not_counted(runs: list[RecordedRun]) -> list[dict]:
+    return [{"run": r.run_id, "status": r.status, "factors": cell_name(r, list(GROUPING)) + f" seed={r.seed}",
+             "why": r.why} for r in runs if not r.counted]
 
 
 def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = True) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    finished = [r for r in runs if r.status == "finished"]
-    datasets = sorted({r.factors["data"] for r in runs})
-    parts = [f"# {title}\n", f"{len(runs)} runs: {len(finished)} finished, {len(runs) - len(finished)} not.\n"]
+    planned = [r for r in runs if r.counted]
+    finished = [r for r in planned if r.status == "finished"]
+    datasets = sorted({r.factors["data"] for r in planned})
+    parts = [f"# {title}\n", f"{len(planned)} runs: {len(finished)} finished, {len(planned) - len(finished)} not.\n"]
+    stale = [r for r in runs if not r.counted]
+    if stale:
+        kinds = Counter(r.status for r in stale)
+        parts.append(f"Not counted: {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))} "
+                     "(listed at the end; never averaged in).\n")
     all_grid, all_effects, all_before_after = [], [], []
     for dataset in datasets:
         subset = [r for r in finished if r.factors["data"] == dataset]
@@ -277,12 +296,13 @@ def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = T
         if not subset:
             parts.append("\nNo finished run yet.\n")
             continue
-        table = before_after(subset)
+        in_plan = [r for r in planned if r.factors["data"] == dataset]
+        table = before_after(subset, in_plan)
         if table:
             parts += ["\n### Before / after (the write-up's two configurations, mean ± std over seeds)\n\n",
                       markdown_table(table)]
             all_before_after += [{"data": dataset, **row} for row in table]
-        grid_rows = grid(subset, factors)
+        grid_rows = grid(subset, factors, in_plan)
         parts += ["\n### Every cell (mean ± std over seeds)\n\n", markdown_table(grid_rows)]
         effects = factor_effects(subset, [f for f in factors if f in GROUPING])
         parts += ["\n### Factor effects (paired by seed, other factors fixed; test-set deltas, 95% t-interval)\n\n",
@@ -313,6 +333,9 @@ def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = T
                    for row in all_effects]
         parts += ["\n## Across datasets: each factor's effect on entity F1\n\n", markdown_table(summary)]
     parts += ["\n## Runs not finished (missing, failed, crashed or still running)\n\n", markdown_table(not_finished(runs))]
+    if stale:
+        parts += ["\n## Runs not counted (stale: not of this plan; duplicate: a second record of a counted run)\n\n",
+                  markdown_table(not_counted(runs))]
     report = "".join(parts)
     (out / "report.md").write_text(report, encoding="utf-8")
     write_csv(out / "before_after.csv", all_before_after)

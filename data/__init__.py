@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Config
+from data.fingerprint import fingerprint
 from data.formats import FORMATS, DataError, Example, detect_format, jsonl_text, read_splits
 from data.labels import UNKNOWN, LabelSpace, build_label_space, count_unknown
 from safeio import atomic_write_text
@@ -24,7 +25,7 @@ EMBEDDED = {  # the default first
 }
 
 __all__ = ["DEFAULT_DATA", "EMBEDDED", "FORMATS", "UNKNOWN", "DataError", "Dataset", "Example", "LabelSpace",
-           "load_dataset", "materialize_embedded"]
+           "data_fingerprint", "load_dataset", "materialize_embedded", "resolve_data"]
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Dataset:
     data_format: str
     splits: dict[str, list[Example]]
     labels: LabelSpace
+    fingerprint: dict = field(default_factory=dict)  # data.fingerprint: the SHA-256 of every file read
 
 
 def _generated_text(name: str) -> dict[str, str]:
@@ -58,17 +60,35 @@ def materialize_embedded(name: str = DEFAULT_DATA) -> Path:
     return folder
 
 
-def load_dataset(data: str = DEFAULT_DATA, data_format: str = "auto") -> Dataset:
-    """Read a dataset by embedded name (`phone-assistant`, `phone-assistant-wild`) or path, with `auto`
-    format detection."""
+def resolve_data(data: str = DEFAULT_DATA, data_format: str = "auto") -> tuple[Path, str]:
+    """(path, format) of a dataset given by embedded name or path, with `auto` format detection."""
     path = materialize_embedded(data) if data in EMBEDDED else Path(data)
     if data_format == "auto":
         data_format = detect_format(path)
     elif data_format not in FORMATS:
         raise DataError(f"data_format={data_format!r}: expected auto or one of {', '.join(FORMATS)}")
+    return path, data_format
+
+
+def data_fingerprint(data: str = DEFAULT_DATA, data_format: str = "auto") -> dict:
+    """The fingerprint of a dataset without parsing it (the sweep runner's plan)."""
+    return fingerprint(*resolve_data(data, data_format))
+
+
+def load_dataset(data: str = DEFAULT_DATA, data_format: str = "auto") -> Dataset:
+    """Read a dataset by embedded name (`phone-assistant`, `phone-assistant-wild`) or path, with `auto`
+    format detection, and fingerprint the files it was read from."""
+    path, data_format = resolve_data(data, data_format)
+    try:
+        before = fingerprint(path, data_format)
+    except DataError:  # a missing file: the reader below names it, with what was expected
+        before = None
     splits = read_splits(path, data_format)
+    after = fingerprint(path, data_format)
+    if after != before:  # replaced while being read: neither version is known to be what was read
+        raise DataError(f"{path}: changed while it was being read; run again once it is written")
     labels = build_label_space(splits["train"])
     for split in ("dev", "test"):
         count_unknown(labels, split, splits[split])
     return Dataset(name=data if data in EMBEDDED else path.name, data_format=data_format,
-                   splits=splits, labels=labels)
+                   splits=splits, labels=labels, fingerprint=after)

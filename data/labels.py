@@ -84,3 +84,22 @@ def count_unknown(labels: LabelSpace, split: str, examples: list[Example]) -> Co
         log.warning("%s: labels unseen in train (mapped to UNKNOWN, ignored by the loss, "
                     "counted as errors in evaluation): %s", split, dict(unknown))
     return unknown
+
+
+def label_differences(recorded: dict, labels: LabelSpace) -> list[str]:
+    """How `labels` differ from the label names a run recorded (config.json `labels`), one phrase per
+    label kind, e.g. "intent labels differ from the run's: renamed 'call' -> 'phone_call'"."""
+    found = []
+    for field_name, kind, vocab in (("intents", "intent", labels.intents), ("commands", "command", labels.commands),
+                                    ("tags", "tag", labels.tags)):
+        old, new = list(recorded.get(field_name) or []), list(vocab.names) if vocab is not None else []
+        if old == new:
+            continue
+        removed, added = [n for n in old if n not in new], [n for n in new if n not in old]
+        if removed and len(removed) == len(added):
+            what = "renamed " + ", ".join(f"{a!r} -> {b!r}" for a, b in zip(removed, added))
+        else:
+            what = "; ".join(part for part in (f"added {added}" if added else "", f"removed {removed}" if removed else "")
+                             if part) or "the same names in another order"
+        found.append(f"{kind} labels differ from the run's: {what}")
+    return found

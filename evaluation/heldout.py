@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
+from config import renamed
 from data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedded
+from data.fingerprint import differences as data_differences
 from data.novelty import new_ngram_flags, recorded_held_out
 from evaluation.metrics import compute_metrics
 from model import encode
@@ -55,6 +57,7 @@ class ScoredRun:
     flags: Flags
     checkpoint: str
     step: int
+    identity: str | None = None   # the run's identity key (None: recorded before identities)
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)         # (split, subset) -> sentences
     scores: dict[tuple[str, str], dict] = field(default_factory=dict)       # (split, subset) -> compute_metrics
 
@@ -83,8 +86,14 @@ class DataCache:
 
 
 def _check_same_data(run: LoadedRun, dataset: Dataset, flags: Flags) -> None:
-    """A run scored on data other than what it was tested on would report numbers nobody measured."""
-    recorded = run.record.get("sizes", {})
+    """A run scored on data other than what it was trained and tested on would report numbers nobody
+    measured: the data's fingerprint must be the one the run recorded (for a record from before
+    fingerprints, only the split sizes can be compared)."""
+    fingerprint = (run.record.get("identity") or {}).get("data")
+    if fingerprint is not None and fingerprint.get("sha256") != dataset.fingerprint.get("sha256"):
+        raise HeldoutError(f"{run.run_dir}: {run.config.data} is not the data the run was trained on "
+                           f"({'; '.join(data_differences(fingerprint, dataset.fingerprint))})")
+    recorded = run.record.get("sizes", {}) if fingerprint is None else {}
     for split in SPLITS:
         size = len(dataset.splits[split])
         if split in recorded and recorded[split] != size:
@@ -106,8 +115,10 @@ def subset_scores(examples, predictions, labels, keep: list[bool]) -> dict | Non
     return metrics
 
 
-def configuration_key(config: dict) -> str:
-    return json.dumps({k: v for k, v in config.items() if k not in BOOKKEEPING}, sort_keys=True, default=str)
+def configuration_key(config: dict, data_sha256: str | None) -> str:
+    """What groups runs as seeds of one configuration: the config without BOOKKEEPING, and the data bytes."""
+    kept = {k: v for k, v in renamed(config).items() if k not in BOOKKEEPING}
+    return json.dumps({**kept, "data bytes": data_sha256}, sort_keys=True, default=str)
 
 
 def name_without_seed(name: str) -> str:
@@ -126,12 +137,13 @@ def score_run(run_dir: Path, checkpoint: str, device: torch.device, cache: DataC
         raise HeldoutError(f"{run_dir}: its data {run.config.data!r} cannot be read ({err})") from None
     _check_same_data(run, dataset, flags)
     scored = ScoredRun(run_dir, name_without_seed(str(run.record.get("run_name") or run_dir.name)), run.config.seed,
-                       configuration_key(run.record["config"]), dataset.name, flags, checkpoint, run.step)
+                       configuration_key(run.record["config"], dataset.fingerprint.get("sha256")), dataset.name,
+                       flags, checkpoint, run.step, identity=(run.record.get("identity") or {}).get("key"))
     for split in SPLITS:
         examples = dataset.splits[split]
         encoded = encode(examples, run.tokenizer, run.labels, run.config.max_length)
         predictions = predict_encoded(run.model, encoded, run.labels, run.config.batch_size * 2, device,
-                              run.tokenizer.pad_token_id)
+                                      run.tokenizer.pad_token_id)
         for subset in (IN_TEMPLATE, HELD_OUT):
             keep = [flag == (subset == HELD_OUT) for flag in flags.by_split[split]]
             scored.sizes[split, subset] = sum(keep)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from runfolder import RUNNER_LOCK, SweepFolder
 from runner.launching import Launcher
+from runner.planning import stale_reason
 from safeio import FolderLock, atomic_write_text
 
 
@@ -37,13 +38,45 @@ def resume_problem(folder: SweepFolder, run_id: str) -> str | None:
     return f"{problem}; rerun the sweep with --fresh to start this run over" if problem else None
 
 
-def write_manifest(sweep: dict, status: dict, reasons: dict | None = None) -> None:
-    """sweep.json: every planned run, its status and, for a failed run, why (`reason`)."""
+def write_manifest(sweep: dict, status: dict, reasons: dict | None = None, stale: list[dict] | None = None) -> None:
+    """sweep.json: every planned run, its status and, for a failed run, why (`reason`); and `stale`:
+    the run folders under runs/ that are not of this plan (kept, never counted), each with why."""
     reasons = reasons or {}
     runs = [{**run, "status": status[run["run_id"]],
              **({"reason": reasons[run["run_id"]]} if run["run_id"] in reasons else {})} for run in sweep["runs"]]
     atomic_write_text(SweepFolder(sweep["folder"]).manifest,
-                      json.dumps({**sweep, "runs": runs}, indent=2, ensure_ascii=False, default=str))
+                      json.dumps({**sweep, "runs": runs, "stale": stale or []}, indent=2, ensure_ascii=False,
+                                 default=str))
+
+
+def stale_runs(sweep: dict, folder: SweepFolder) -> list[dict]:
+    """Run folders under runs/ that the plan does not hold (an earlier YAML, other data): kept as they
+    are, listed with why, never resumed or counted."""
+    planned = {run["run_id"] for run in sweep["runs"]}
+    stale = []
+    for rid, run_folder in folder.recorded_runs().items():
+        if rid in planned:
+            continue
+        try:
+            record = run_folder.read_config()
+        except ValueError as err:
+            stale.append({"run_id": rid, "why": f"unreadable record ({err})"})
+            continue
+        stale.append({"run_id": rid, "identity": run_folder.identity().get("key"),
+                      "why": stale_reason(record, sweep["runs"])})
+    return stale
+
+
+def replaced(run: dict, folder: SweepFolder) -> str | None:
+    """Why the record in a planned run's folder is not that run (another identity), or None. Such a
+    record is never resumed or counted: the run starts over and the record moves to previous/."""
+    run_folder = folder.run(run["run_id"])
+    if not run_folder.has_record() or not run_folder.is_run():
+        return None
+    recorded = run_folder.identity().get("key")
+    if recorded == run["identity"]["key"]:
+        return None
+    return "its folder held a record of another configuration or data; started over (the record is kept in previous/)"
 
 
 def execute(sweep: dict, workers: int = 2, fresh: bool = False, launcher: str = "fork") -> dict:
@@ -65,22 +98,32 @@ def execute(sweep: dict, workers: int = 2, fresh: bool = False, launcher: str = 
 def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch: Launcher) -> dict:
     from tqdm import tqdm
 
-    status = {run["run_id"]: folder.run(run["run_id"]).status() for run in sweep["runs"]}
-    problems = {rid: resume_problem(folder, rid) for rid in status if status[rid] != "finished"}
+    others = {run["run_id"]: why for run in sweep["runs"] if (why := replaced(run, folder))}
+    status = {run["run_id"]: "pending" if run["run_id"] in others else folder.run(run["run_id"]).status()
+              for run in sweep["runs"]}
+    problems = {rid: resume_problem(folder, rid) for rid in status if status[rid] != "finished" and rid not in others}
     problems = {rid: problem for rid, problem in problems.items() if problem}
     reasons = {} if fresh else dict(problems)  # with --fresh these runs start over; others still resume
+    stale = stale_runs(sweep, folder)
+    for rid, why in others.items():
+        print(f"run {rid}: {why}", file=sys.stderr)
+    if stale:
+        print(f"{len(stale)} run folder(s) under {folder.runs} are not of this plan (kept, marked stale in "
+              f"{folder.manifest.name}, never counted): " + "; ".join(f"{s['run_id']}: {s['why']}" for s in stale),
+              file=sys.stderr)
     for rid, problem in reasons.items():
         status[rid] = "failed"
         print(f"run {rid}: {problem}", file=sys.stderr)
     todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished" and run["run_id"] not in reasons]
-    write_manifest(sweep, status, reasons)
+    write_manifest(sweep, status, reasons, stale)
     print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
           f"{len(todo)} to run with {workers} worker(s) -> {folder.path}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
 
     def one(run: dict) -> int:
         rid = run["run_id"]
-        return launch.run(rid, run_args(run, folder, rid in problems), run_env(folder, rid, threads), folder.log(rid))
+        fresh_start = rid in problems or rid in others
+        return launch.run(rid, run_args(run, folder, fresh_start), run_env(folder, rid, threads), folder.log(rid))
 
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
@@ -99,7 +142,7 @@ def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch
                     tqdm.write(f"run {rid} failed ({reasons[rid]}); see {folder.log(rid)}")
                 else:
                     reasons.pop(rid, None)
-                write_manifest(sweep, status, reasons)
+                write_manifest(sweep, status, reasons, stale)
                 bar.update(1)
     except BaseException:
         launch.stop_all()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records

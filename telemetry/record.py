@@ -115,18 +115,24 @@ class RunRecord:
     def _step_logs(self) -> tuple[Path, Path]:
         return self.history_path, self.folder.forensics
 
-    def start_fresh(self) -> None:
-        """A new run in a folder that already has a record (a rerun without a checkpoint): the earlier
-        attempt's history, summary and checkpoints move to `previous/`, so nothing is appended twice or lost."""
-        previous = self.folder.previous
-        for path in (*self._step_logs, self.summary_path, self.folder.checkpoints):
-            if path.exists():
-                previous.mkdir(exist_ok=True)
-                target = previous / path.name
-                if target.is_dir():  # an even earlier attempt's checkpoints: keep them apart
-                    target = previous / f"{path.name}-{time.strftime('%Y%m%dT%H%M%S')}"
-                os.replace(path, target)
+    def start_fresh(self) -> int:
+        """A new attempt of this run id. An earlier attempt in the folder (a rerun without a checkpoint)
+        moves whole (config, history, summary, tables, checkpoints, ...) to `previous/<n>/`, so nothing
+        is appended twice, overwritten or lost. Returns this attempt's number (1 for the first)."""
+        earlier = self.folder.earlier_attempts()
+        number = max((int(a.name) for a in earlier), default=0) + 1
+        if self.folder.has_record():
+            self.close_logs()
+            target = self.folder.previous / str(number)
+            target.mkdir(parents=True)
+            for path in sorted(self.dir.iterdir()):
+                if path.name not in (RUN_LOCK, self.folder.previous.name):
+                    os.replace(path, target / path.name)
+            self.folder.tables.mkdir()
+            log.info("%s: the earlier attempt moved to %s", self.dir, target)
+            number += 1
         self.summary = {}
+        return number
 
     def _append(self, path: Path, row: dict) -> None:
         """One JSON line, flushed: a SIGKILL loses at most the line in flight."""
@@ -152,11 +158,14 @@ class RunRecord:
     def write_table(self, name: str, columns: list[str], rows: list[list]) -> None:
         write_json(self.folder.table(name), {"columns": columns, "rows": rows})
 
-    def close(self) -> None:
+    def close_logs(self) -> None:
         for handle in self._open.values():
             try:
                 handle.close()
             except OSError:  # the flush of a full disk; the error was already raised where it happened
                 pass
         self._open = {}
+
+    def close(self) -> None:
+        self.close_logs()
         self.lock.release()

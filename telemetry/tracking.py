@@ -76,8 +76,7 @@ def wandb_identity(record: RunRecord, run_id: str, resuming: bool) -> tuple[str,
     """(W&B run id, resume mode) outside an agent; see the module docstring."""
     if resuming:
         return record.summary.get(keys.WANDB_ID, run_id), "must"
-    earlier = record.folder.previous / record.folder.summary.name
-    if earlier.exists():  # a fresh rerun: the earlier attempt keeps its W&B run
+    if record.folder.earlier_attempts():  # a fresh rerun: the earlier attempt keeps its W&B run
         return f"{run_id}-{uuid.uuid4().hex[:4]}", "never"
     return run_id, "never"
 
@@ -192,7 +191,8 @@ class Tracker:
         text = card(dataset)
         artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,
                                        metadata={"format": dataset.data_format,
-                                                 "sizes": {s: len(e) for s, e in dataset.splits.items()}})
+                                                 "sizes": {s: len(e) for s, e in dataset.splits.items()},
+                                                 "fingerprint": dataset.fingerprint})
         path = materialize_embedded(data) if data in EMBEDDED else Path(data)
         if path.is_dir():
             artifact.add_dir(str(path), policy="immutable")
@@ -200,10 +200,11 @@ class Tracker:
             artifact.add_file(str(path), policy="immutable")
         with artifact.new_file("card.md", encoding="utf-8") as handle:
             handle.write(text + "\n")
+        alias = [f"sha256-{dataset.fingerprint['sha256'][:12]}"] if dataset.fingerprint else []  # its version, by content
         if self.mode == "online":
-            self.run.use_artifact(artifact)
+            self.run.use_artifact(artifact, aliases=alias)
         else:
-            self.run.log_artifact(artifact)
+            self.run.log_artifact(artifact, aliases=alias)
 
     def log_model(self, metadata: dict) -> None:
         """`--log_model`: the best-on-dev checkpoint, the tokenizer and the run's config.json."""

@@ -99,8 +99,9 @@ def test_before_after_table_and_nan_loss(sweep_folder):
 
 def test_grid_cells_and_paired_effects(sweep_folder):
     runs = [r for r in load_local(sweep_folder) if r.status == "finished"]
-    rows = grid(runs, ["mask_value", "gamma", "lambdas"])
+    rows = grid(runs, ["mask_value", "gamma", "lambdas"], load_local(sweep_folder))
     cell = next(r for r in rows if (r["mask"], r["gamma"], r["lambdas"]) == ("-1e9", "3", "old"))
+    assert cell["seeds (found/planned)"] == "3/3"
     assert cell["entity F1"] == "0.840 ± 0.053" and cell["collapsed"] == "0/3" and cell["first non-finite step"] == "never"
     assert next(r for r in rows if r["mask"] == "-inf")["first non-finite step"] == "1"
     # recovered episodes of seeds 1, 2: onsets 11, 12 -> 11.5; lengths 30, 40 -> 35; a collapse is not one

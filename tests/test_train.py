@@ -8,6 +8,7 @@ import torch
 
 import train
 from config import Config, parse_config
+from runfolder import RunFolder
 from telemetry.record import read_history, read_json
 
 FAST = ["--epochs=3", "--batch_size=32", "--task_grad_every=5", "--threads=1"]
@@ -141,12 +142,22 @@ def test_sentences_longer_than_max_length_are_evaluated_with_cut_words_as_O(tmp_
     assert summary["status"] == "finished" and 0.0 <= summary["test/entity_recall"] < 1.0
 
 
-def test_rerun_of_the_same_run_id_starts_fresh_and_keeps_the_earlier_attempt(tmp_path, small_data):
-    run(tmp_path, small_data, "--run_id=same", "--max_steps=3", "--epochs=1")
-    _, run_dir, history = run(tmp_path, small_data, "--run_id=same", "--max_steps=3", "--epochs=1")
-    steps = [row["step"] for row in history if "loss/total" in row]
-    assert steps == [1, 2, 3]
-    assert len(read_history(run_dir / "previous" / "history.jsonl")) == len(history)
+def test_rerun_of_the_same_run_id_starts_fresh_and_keeps_every_earlier_attempt_whole(tmp_path, small_data):
+    """Three starts of one run id without --resume: each earlier attempt moves whole to previous/<n>/
+    (config, history, summary, tables, checkpoints), none is overwritten, and the record counts them."""
+    histories = []
+    for max_steps in (2, 3, 4):
+        _, run_dir, history = run(tmp_path, small_data, "--run_id=same", f"--max_steps={max_steps}", "--epochs=1")
+        histories.append(history)
+    assert [row["step"] for row in histories[-1] if "loss/total" in row] == [1, 2, 3, 4]
+    folder = RunFolder(run_dir)
+    assert [attempt.name for attempt in folder.earlier_attempts()] == ["1", "2"]
+    for attempt, history, steps in zip(folder.earlier_attempts(), histories, (2, 3)):
+        assert read_history(attempt.history) == history
+        assert read_json(attempt.summary)["steps"] == steps
+        assert read_json(attempt.config)["identity"]["attempt"] == int(attempt.name)
+        assert attempt.best.exists() and list(attempt.tables.glob("*.json"))
+    assert read_json(folder.config)["identity"]["attempt"] == 3
 
 
 def test_length_grouped_batches_pad_less_and_keep_every_sentence(tmp_path, small_data):
