@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -95,13 +96,45 @@ def read_text(path: Path) -> str:
     return decode_utf8(Path(path).read_bytes(), path)
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object that names one key twice (JSON parsers keep the last; we refuse to guess)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r} in one object")
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, object]]) -> dict:
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def loads_unique(text: str):
+    """`json.loads`, but an object with a key given twice raises DuplicateKeyError."""
+    return json.loads(text, object_pairs_hook=_unique_object)
+
+
+def _line_of_second(text: str, key: str) -> int:
+    """The line of the second `"key":` in a JSON text (where a duplicate key is reported)."""
+    found = [match.start() for match in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    return text.count("\n", 0, found[1]) + 1 if len(found) > 1 else 1
+
+
 def read_json(path: Path, expect: type | None = None):
-    """A JSON file; damage is reported as `<file>:<line>:<column>: ...`, and `expect` checks the top-level type."""
+    """A JSON file; damage is reported as `<file>:<line>:<column>: ...` (a key given twice in one object
+    too), and `expect` checks the top-level type."""
     path = Path(path)
+    text = read_text(path)
     try:
-        value = json.loads(read_text(path))
+        value = loads_unique(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON ({err.msg})") from None
+    except DuplicateKeyError as err:
+        raise ValueError(f"{path}:{_line_of_second(text, err.key)}: {err}") from None
     if expect is not None and not isinstance(value, expect):
         raise ValueError(f"{path}: expected a JSON {expect.__name__}, got {type(value).__name__}")
     return value

@@ -233,9 +233,10 @@ class Evaluator:
 
     def __call__(self, split: str, epoch: int):
         """(metrics under `val/` or `test/`, predictions, per-type entity report) of one split."""
-        predictions = predict_encoded(self.model, self.encoded[split], self.dataset.labels, self.batch_size, self.device,
-                              self.pad_id, loss_fn=lambda logits, batch: self.criterion(logits, batch, epoch)[0],
-                              autocast=self.autocast)
+        predictions = predict_encoded(self.model, self.encoded[split], self.dataset.labels, self.batch_size,
+                                      self.device, self.pad_id,
+                                      loss_fn=lambda logits, batch: self.criterion(logits, batch, epoch)[0],
+                                      autocast=self.autocast)
         scores, entity_types = compute_metrics(self.dataset.splits[split], predictions, self.dataset.labels)
         metrics = {keys.split_metric(split, name): value for name, value in scores.items()}
         for entity_type, row in entity_types.items():
@@ -492,7 +493,8 @@ class Training:
                 batch = {k: v.to(parts.device, non_blocking=True) for k, v in batch.items()}
             state.step += 1
             log_now = state.step % cfg.log_every == 0  # telemetry and health are computed on logged steps
-            task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1 or state.step % cfg.task_grad_every == 0)
+            task_grads = log_now and cfg.task_grad_every > 0 and (state.step == 1
+                                                                  or state.step % cfg.task_grad_every == 0)
             self.forensics.begin_step(state.step)
             metrics = train_step(parts.model, batch, parts.criterion, parts.optimisation, epoch, parts.autocast,
                                  telemetry=log_now, task_grads=task_grads, forensics=self.forensics)
@@ -524,7 +526,8 @@ class Training:
         self.tracker.log(state.step, {keys.EPOCH: epoch, **val})
         self.watch.after_eval(epoch, state.step, degenerate_evidence(parts.dataset.splits["dev"], predictions))
         state.epoch = epoch + 1
-        state.training_done = state.stopped_on_collapse or state.step >= parts.total_steps or state.epoch >= self.cfg.epochs
+        state.training_done = (state.stopped_on_collapse or state.step >= parts.total_steps
+                               or state.epoch >= self.cfg.epochs)
         meta = {CK_CONFIG: asdict(self.cfg), CK_RUN_ID: self.run_id, CK_EPOCH: epoch}
         if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
             state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
@@ -539,14 +542,16 @@ class Training:
         best = load_checkpoint(self.folder.best, parts.device)
         parts.model.load_state_dict(best[CK_MODEL])
         test, predictions, entity_types = parts.evaluate("test", epoch=best[CK_EPOCH])
-        tracker.log(state.step, {keys.BEST_EPOCH: best[CK_EPOCH], **test})  # its own axis: `epoch` is the last val row's
+        # its own axis: `epoch` is the last val row's
+        tracker.log(state.step, {keys.BEST_EPOCH: best[CK_EPOCH], **test})
         tracker.table(keys.TABLE_ENTITY_TYPES, ["type", *keys.ENTITY_TYPE_STATS],
                       [[t, *(row[s] for s in keys.ENTITY_TYPE_STATS[:3]), int(row["support"])]
                        for t, row in entity_types.items()])
         tracker.confusion_matrix(keys.TABLE_INTENT_CONFUSION, [ex.intent for ex in test_examples], predictions.intents,
                                  parts.dataset.labels.intents.names)
         errors = span_errors([ex.tags for ex in test_examples], predictions.tags)
-        tracker.table(keys.TABLE_ENTITY_ERRORS, ["kind", "gold type", "predicted type", "count"], confusion_rows(errors))
+        tracker.table(keys.TABLE_ENTITY_ERRORS, ["kind", "gold type", "predicted type", "count"],
+                      confusion_rows(errors))
         for kind in keys.SPAN_KINDS:
             test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
         final = {keys.final(k): v for k, v in state.last_metrics.items()

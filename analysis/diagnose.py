@@ -66,7 +66,8 @@ def load_wandb(path: str, api=None) -> RunData:
     run = api.run(path)
     history = [{keys.STEP: row.get("_step"), **row} for row in run.scan_history() if keys.LOSS_TOTAL in row]
     config = dict(run.config)
-    return RunData(run.id, run.name, config, _plain(run.summary), history, identity=_plain(config.get("identity") or {}))
+    return RunData(run.id, run.name, config, _plain(run.summary), history,
+                   identity=_plain(config.get("identity") or {}))
 
 
 def _plain(value):
@@ -176,7 +177,8 @@ def config_lines(run: RunData) -> list[str]:
         loss += f", level {cfg['loss_level']}"
     overrides = ", ".join(f"{key} {cfg[key]}" for key in ("lambda_entity", "lambda_intent", "lambda_command",
                                                           "entity_warmup") if cfg.get(key) is not None)
-    lines = [identity_line(run.identity), f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')}"
+    lines = [identity_line(run.identity),
+             f"Configuration: mask {get('mask_value')}; loss {loss}; lambdas {get('lambdas')}"
              + (f" ({overrides})" if overrides else "") + f"; lr {get('lr')}; grad_clip {get('grad_clip')}; "
              f"precision {get('precision')}; seed {get('seed')}"]
     if run.class_weights:

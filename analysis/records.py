@@ -134,7 +134,8 @@ def dedupe(runs: list[RecordedRun]) -> list[RecordedRun]:
     first: dict[str, RecordedRun] = {}
     for run in sorted((r for r in runs if r.counted and r.identity), key=lambda r: r.status != "finished"):
         if run.identity in first:
-            run.status, run.why = DUPLICATE, f"the same run as {first[run.identity].run_id} (same identity), not counted"
+            run.status = DUPLICATE
+            run.why = f"the same run as {first[run.identity].run_id} (same identity), not counted"
         else:
             first[run.identity] = run
     return runs

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from safeio import decode_utf8
+from safeio import DuplicateKeyError, decode_utf8, loads_unique
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,11 @@ def _json_objects(path: Path):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads_unique(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+        except DuplicateKeyError as err:
+            raise DataError(f"{path}:{number}: {err} (expected each field once)") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield f"{path}:{number}", record

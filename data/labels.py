@@ -99,7 +99,7 @@ def label_differences(recorded: dict, labels: LabelSpace) -> list[str]:
         if removed and len(removed) == len(added):
             what = "renamed " + ", ".join(f"{a!r} -> {b!r}" for a, b in zip(removed, added))
         else:
-            what = "; ".join(part for part in (f"added {added}" if added else "", f"removed {removed}" if removed else "")
-                             if part) or "the same names in another order"
+            parts = [f"added {added}"] * bool(added) + [f"removed {removed}"] * bool(removed)
+            what = "; ".join(parts) or "the same names in another order"
         found.append(f"{kind} labels differ from the run's: {what}")
     return found

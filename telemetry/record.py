@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from runfolder import RUN_LOCK, RunFolder, read_summary
-from safeio import FolderLock, atomic_write_text, read_json, storage_error
+from safeio import DuplicateKeyError, FolderLock, atomic_write_text, loads_unique, read_json, storage_error
 
 __all__ = ["RunRecord", "read_history", "read_json", "read_summary", "write_json"]
 
@@ -37,7 +37,10 @@ def _parse_history(path: Path) -> tuple[list[tuple[dict, str]], list[tuple[int, 
         if not line_bytes.strip():
             continue
         try:
-            row = json.loads(line_bytes.decode("utf-8"))
+            row = loads_unique(line_bytes.decode("utf-8"))
+        except DuplicateKeyError as err:
+            bad.append((number, line_bytes.decode("utf-8"), str(err)))
+            continue
         except UnicodeDecodeError:
             bad.append((number, line_bytes.decode("utf-8", errors="replace"), "not UTF-8"))
             continue

@@ -200,7 +200,8 @@ class Tracker:
             artifact.add_file(str(path), policy="immutable")
         with artifact.new_file("card.md", encoding="utf-8") as handle:
             handle.write(text + "\n")
-        alias = [f"sha256-{dataset.fingerprint['sha256'][:12]}"] if dataset.fingerprint else []  # its version, by content
+        # its version, by content: every run on the same bytes points at the same alias
+        alias = [f"sha256-{dataset.fingerprint['sha256'][:12]}"] if dataset.fingerprint else []
         if self.mode == "online":
             self.run.use_artifact(artifact, aliases=alias)
         else:

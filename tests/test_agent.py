@@ -24,6 +24,7 @@ import pytest
 from analysis import report
 from analysis.dashboard import COLLAPSE_PANELS, history_keys
 from analysis.records import HISTORY_KEYS, load_wandb
+from data import data_fingerprint
 from runner import planning
 from telemetry.record import read_history, read_json
 
@@ -100,6 +101,11 @@ def test_agent_run_lands_in_the_sweep_project_with_the_sweep_config(collapsed):
     local_config = read_json(run_dir / "config.json")
     assert summary["config"]["labels"]["tags"] == local_config["labels"]["tags"]  # label names reach W&B
     assert summary["config"]["labels"]["intents"][0] == "add-contacts"
+    # the run's identity reaches W&B as recorded: configuration, the data's bytes, the code
+    identity = summary["config"]["identity"]
+    assert identity["key"] == local_config["identity"]["key"] and identity["attempt"] == 1
+    assert identity["data"]["sha256"] == data_fingerprint(params["data"])["sha256"]
+    assert identity["code"]["git_commit"] == local_config["identity"]["code"]["git_commit"]
 
 
 def test_agent_run_summary_is_finished_nan_safe_and_sortable(collapsed):

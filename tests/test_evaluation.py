@@ -1,4 +1,5 @@
 import pytest
+
 from data import Example
 from data.labels import build_label_space
 from evaluation import compute_metrics

@@ -15,8 +15,8 @@ from config import parse_config
 from data import load_dataset
 from model import encode
 from model.tokenization import collate
-from telemetry.record import read_history, read_json
 from telemetry.forensics import Forensics
+from telemetry.record import read_history, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--epochs=1", "--threads=1", "--task_grad_every=0", "--wandb_mode=disabled"]

@@ -14,12 +14,12 @@ from analysis.tune import main as tune_main
 from config import TINY_FLAGS, Config, parse_config
 from data import load_dataset
 from evaluation import compute_metrics
-from model.prediction import Predictions
 from model import build_encoder, build_tiny_tokenizer
 from model.inference import predict_sentences
 from model.loading import RunError, load_run
-from runfolder import RunFolder
 from model.multitask import TINY, tiny_architecture
+from model.prediction import Predictions
+from runfolder import RunFolder
 from runner import planning
 from telemetry import keys
 
