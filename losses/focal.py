@@ -1,6 +1,5 @@
-"""Softmax focal loss (Lin et al., 2017, "Focal Loss for Dense Object Detection"),
-FL(p_t) = -s * w_t * (1 - p_t)^gamma * log(p_t), in the two forms people write (s: the write-up's
-"alpha", one constant for every class, here called `scale`).
+"""Softmax focal loss (Lin et al., 2017), FL(p_t) = -s * w_t * (1 - p_t)^gamma * log(p_t), in the two
+forms people write; s (`scale`) is the write-up's "alpha": one constant for every class.
 
 - `dense`: over the whole one-hot distribution, as the original model computed it,
       loss_i = -sum_c onehot_ic * s * w_c * (1 - p_ic)^gamma * log p_ic.
@@ -35,8 +34,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, scale: float = 0.25, 
     Args:
         logits: (N, C) unnormalised scores (masked entries may be -inf).
         target: (N,) class indices, `ignore_index` for tokens without a label.
-        scale: constant factor on every token's loss (the write-up's "alpha"; the focal-loss paper's
-            alpha_t would weigh foreground and background classes differently, this does not).
+        scale: constant factor on every token's loss (the write-up's "alpha", not the paper's class-balancing alpha_t).
         gamma: focusing parameter; 0 gives (scaled and class-weighted) cross-entropy.
         weight: (C,) per-class weights, or None for 1.
         impl: "dense" or "gather" (see the module docstring).
