@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from telemetry import keys
+from nlu_collapse.telemetry import keys
 
 log = logging.getLogger("predict")
 
@@ -77,8 +77,8 @@ def collect_inputs(args) -> list[tuple[str, int, str]]:
 
 def tokenize_inputs(inputs: list[tuple[str, int, str]], pretokenized: bool):
     """(kept inputs, their tokens); empty lines are skipped with one warning per source."""
-    from data.segmentation import pretokenized as split_words
-    from data.segmentation import segment
+    from nlu_collapse.data.segmentation import pretokenized as split_words
+    from nlu_collapse.data.segmentation import segment
 
     split = split_words if pretokenized else segment
     kept, tokens, empty = [], [], {}
@@ -145,9 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     inputs = collect_inputs(args)  # before loading the model: bad input fails fast
 
     import torch
-
-    from model.inference import predict_sentences
-    from model.loading import load_run
+    from nlu_collapse.model.inference import predict_sentences
+    from nlu_collapse.model.loading import load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -28,7 +28,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from safeio import read_json, verify
+from nlu_collapse.safeio import read_json, verify
 
 # Checkpoint dictionary keys (model/checkpoint.py writes them, train.py and model/loading.py read them).
 CK_MODEL = "model"

@@ -27,22 +27,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
-
-from config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
-from data import Dataset, load_dataset
-from data.fingerprint import differences as data_differences
-from data.labels import label_differences
-from evaluation import compute_metrics
-from evaluation.errors import confusion_rows, span_errors
-from losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
-from model import MultiTaskNLU, build_tiny_tokenizer, encode
-from model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
-from model.loading import build_model
-from model.prediction import predict_encoded
-from model.tokenization import collate
-from runfolder import (
+from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
+from nlu_collapse.data import Dataset, load_dataset
+from nlu_collapse.data.fingerprint import differences as data_differences
+from nlu_collapse.data.labels import label_differences
+from nlu_collapse.evaluation import compute_metrics
+from nlu_collapse.evaluation.errors import confusion_rows, span_errors
+from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
+from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
+from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
+from nlu_collapse.model.loading import build_model
+from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.model.tokenization import collate
+from nlu_collapse.runfolder import (
     CK_CONFIG,
     CK_EPOCH,
     CK_MODEL,
@@ -56,14 +53,16 @@ from runfolder import (
     code_version,
     identity_key,
 )
-from safeio import read_json
-from telemetry import keys
-from telemetry.distributions import count_scalars, step_counts, to_host
-from telemetry.forensics import Forensics
-from telemetry.health import HealthMonitor, eval_evidence
-from telemetry.record import RunRecord
-from telemetry.tracking import Tracker
-from telemetry.watch import CollapseWatch
+from nlu_collapse.safeio import read_json
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.distributions import count_scalars, step_counts, to_host
+from nlu_collapse.telemetry.forensics import Forensics
+from nlu_collapse.telemetry.health import HealthMonitor, eval_evidence
+from nlu_collapse.telemetry.record import RunRecord
+from nlu_collapse.telemetry.tracking import Tracker
+from nlu_collapse.telemetry.watch import CollapseWatch
+from tqdm import tqdm
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 log = logging.getLogger("train")
 # Named ranges of a training step (torch.profiler shows them; bench/bench.py sums them per step).

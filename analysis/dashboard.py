@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from telemetry import keys
+from nlu_collapse.telemetry import keys
 
 GROUP_BY = ("mask_value", "gamma", "lambdas")  # the ablation's factors, when the sweep is not known
 NOT_A_FACTOR = ("seed",)  # varied for replication, never a group

@@ -19,9 +19,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runfolder import RunFolder
-from telemetry import keys
-from telemetry.record import read_history, read_json
+from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.record import read_history, read_json
 
 # Flags that are raised in healthy runs too (pred_non_O is out of the 15-35% band in most steps of
 # most runs) or that summarise other flags: not a "first flag".

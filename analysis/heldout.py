@@ -35,13 +35,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from analysis.records import load_local
-from analysis.report import markdown_table, write_csv
-from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
-from evaluation.heldout import HELD_OUT, IN_TEMPLATE, SUBSETS, DataCache, HeldoutError, ScoredRun, score_run
-from runfolder import CHECKPOINTS, RunFolder, SweepFolder
-from telemetry import keys
+from nlu_collapse.analysis.records import load_local
+from nlu_collapse.analysis.report import markdown_table, write_csv
+from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
+from nlu_collapse.evaluation.heldout import (
+    HELD_OUT,
+    IN_TEMPLATE,
+    SUBSETS,
+    DataCache,
+    HeldoutError,
+    ScoredRun,
+    score_run,
+)
+from nlu_collapse.runfolder import CHECKPOINTS, RunFolder, SweepFolder
+from nlu_collapse.telemetry import keys
 
 log = logging.getLogger("heldout")
 

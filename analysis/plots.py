@@ -13,10 +13,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from analysis.records import RecordedRun  # noqa: E402
-from telemetry import keys  # noqa: E402
-from telemetry.health import WRITEUP_INTENT_MAX_SHARE, WRITEUP_PRED_NON_O_BAND  # noqa: E402
+from nlu_collapse.analysis.records import RecordedRun  # noqa: E402
+from nlu_collapse.telemetry import keys  # noqa: E402
+from nlu_collapse.telemetry.health import WRITEUP_INTENT_MAX_SHARE, WRITEUP_PRED_NON_O_BAND  # noqa: E402
 
 PANELS = [  # (title, keys, the write-up's healthy band, log scale)
     ("loss (total solid, entity dashed, intent dotted)", [keys.LOSS_TOTAL, keys.loss("entity"), keys.loss("intent")],

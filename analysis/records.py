@@ -17,12 +17,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import Config
-from runfolder import RunFolder, SweepFolder
-from runner.planning import stale_reason
-from telemetry import keys
-from telemetry.record import read_history, read_json
-from telemetry.wandb_values import from_wandb
+from nlu_collapse.config import Config
+from nlu_collapse.runfolder import RunFolder, SweepFolder
+from nlu_collapse.runner.planning import stale_reason
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.record import read_history, read_json
+from nlu_collapse.telemetry.wandb_values import from_wandb
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from analysis.records import RecordedRun, load_local, load_wandb
-from analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
-from telemetry import keys
+from nlu_collapse.analysis.records import RecordedRun, load_local, load_wandb
+from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
+from nlu_collapse.telemetry import keys
 
 # The write-up's two configurations and its own expectations (guesses, not measurements).
 BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
@@ -319,7 +319,7 @@ def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = T
         all_grid += [{"data": dataset, **row} for row in grid_rows]
         all_effects += [{"data": dataset, **row} for row in effects]
         if plots and subset:
-            from analysis.plots import cell_figures, overview_figure
+            from nlu_collapse.analysis.plots import cell_figures, overview_figure
 
             groups = defaultdict(list)
             for run in subset:

@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from data import EMBEDDED  # the embedded datasets (the project is installed: pip install -e .)
-from runfolder import SweepFolder
+from nlu_collapse.data import EMBEDDED  # the embedded datasets (the project is installed: pip install -e .)
+from nlu_collapse.runfolder import SweepFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,11 +26,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from analysis.records import RecordedRun, load_local
-from analysis.report import markdown_table, write_csv
-from analysis.stats import fmt_mean_std, mean_std
-from config import Config
-from telemetry import keys
+from nlu_collapse.analysis.records import RecordedRun, load_local
+from nlu_collapse.analysis.report import markdown_table, write_csv
+from nlu_collapse.analysis.stats import fmt_mean_std, mean_std
+from nlu_collapse.config import Config
+from nlu_collapse.telemetry import keys
 
 # Table column -> the train.py flag the search varies.
 PARAMS = {"lr": "lr", "warmup": "warmup_ratio", "epochs": "epochs", "layers": "tiny_layers", "hidden": "tiny_hidden",

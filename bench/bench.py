@@ -32,16 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from runfolder import RunFolder
-from telemetry import keys
+from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def train_rate(flags: list[str], steps: int, threads: int, out: Path) -> float:
     """steps/s of train.py's loop, in-process."""
-    import train
-
+    from nlu_collapse import train
     summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}", *flags])
     return summary[keys.PERF_STEPS_PER_SECOND]
 
@@ -54,9 +53,8 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
     `losses` receives each step's total loss (a test compares them with train.py's: the same work);
     `flags` are more train.py flags (another --data)."""
     import torch
-
-    import train
-    from model.tokenization import collate
+    from nlu_collapse import train
+    from nlu_collapse.model.tokenization import collate
 
     cfg, _, folder, _ = train.resolve_run([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}",
                                                f"--output_dir={out}", "--wandb_mode=disabled", f"--device={device}",
@@ -88,13 +86,12 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
 def trainer_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32") -> float:
     """steps/s of Hugging Face `Trainer` on the same model, data and loss."""
     import torch
+    from nlu_collapse import train
+    from nlu_collapse.config import Config
+    from nlu_collapse.data import load_dataset
+    from nlu_collapse.model import encode
+    from nlu_collapse.model.tokenization import collate
     from transformers import Trainer, TrainingArguments
-
-    import train
-    from config import Config
-    from data import load_dataset
-    from model import encode
-    from model.tokenization import collate
 
     torch.set_num_threads(threads)
     cfg = Config()
@@ -140,7 +137,7 @@ def subprocess_costs(threads: int, out: Path, flags: list[str] = ()) -> dict[str
     """Start-up and import time of a fresh process, and wall time and peak memory of one default run."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import train, wandb"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-c", "import nlu_collapse.train, wandb"], cwd=ROOT, env=env, check=True)
     imports = time.perf_counter() - start
     start = time.perf_counter()
     measured = subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), sys.executable, "train.py",
@@ -164,10 +161,8 @@ def phase_breakdown(flags: list[str], steps: int, threads: int, out: Path) -> di
     """Milliseconds per step in each named phase of train.py's step, under torch.profiler (which adds
     its own small cost per op), plus `step`: the loop's measured time per step."""
     import torch
+    from nlu_collapse import train
     from torch.profiler import ProfilerActivity, profile
-
-    import train
-
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof, contextlib.redirect_stdout(io.StringIO()):
         summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}",
@@ -187,10 +182,9 @@ def optimizer_choice(threads: int, steps: int = 50) -> dict[str, float]:
     """ms per AdamW step, fused vs foreach, on the default model's parameters with the same gradients;
     and whether the two leave bitwise identical weights."""
     import torch
-
-    import train
-    from config import Config
-    from data import load_dataset
+    from nlu_collapse import train
+    from nlu_collapse.config import Config
+    from nlu_collapse.data import load_dataset
 
     torch.set_num_threads(threads)
     cfg = Config()
@@ -216,8 +210,8 @@ def optimizer_choice(threads: int, steps: int = 50) -> dict[str, float]:
 
 def ablation(workers: int, launcher: str, out: Path) -> dict[str, float]:
     """Wall time of the 24-run ablation, and the sum of its runs' own training-loop seconds."""
-    from data import DEFAULT_DATA
-    from runfolder import SweepFolder
+    from nlu_collapse.data import DEFAULT_DATA
+    from nlu_collapse.runfolder import SweepFolder
 
     start = time.perf_counter()  # the main job's sweep of the default dataset (analysis/reproduce.py names it so)
     subprocess.run([sys.executable, str(ROOT / "sweeps" / "local.py"), str(ROOT / "sweeps" / "ablation.yaml"),
@@ -236,8 +230,7 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
     import timeit
 
     import torch
-
-    from telemetry.forensics import Forensics
+    from nlu_collapse.telemetry.forensics import Forensics
 
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50"]
     rates = {"first": [], "off": []}

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.phone_assistant import generate  # noqa: E402
-from data.segmentation import segment  # noqa: E402
+from nlu_collapse.data.phone_assistant import generate
+from nlu_collapse.data.segmentation import segment
 
 
 def char_spans(tokens: list[str]) -> list[tuple[int, int]]:

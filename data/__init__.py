@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import Config
-from data.fingerprint import fingerprint
-from data.formats import FORMATS, DataError, Example, detect_format, jsonl_text, read_splits
-from data.labels import UNKNOWN, LabelSpace, build_label_space, count_unknown
-from safeio import atomic_write_text
+from nlu_collapse.config import Config
+from nlu_collapse.data.fingerprint import fingerprint
+from nlu_collapse.data.formats import FORMATS, DataError, Example, detect_format, jsonl_text, read_splits
+from nlu_collapse.data.labels import UNKNOWN, LabelSpace, build_label_space, count_unknown
+from nlu_collapse.safeio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ DATA_DIR = Path(__file__).resolve().parent  # embedded datasets are written to D
 # Embedded datasets: name -> (generator module, seed). Each module has `generate(seed)`; one that also has
 # `generate_flagged(seed)` gets its held-out-phrasing flags written into the JSONL (`held_out_phrasing`).
 EMBEDDED = {  # the default first
-    "phone-assistant-wild": ("data.phone_assistant_wild", 13),
-    "phone-assistant": ("data.phone_assistant", 13),
+    "phone-assistant-wild": ("nlu_collapse.data.phone_assistant_wild", 13),
+    "phone-assistant": ("nlu_collapse.data.phone_assistant", 13),
 }
 
 __all__ = ["DEFAULT_DATA", "EMBEDDED", "FORMATS", "UNKNOWN", "DataError", "Dataset", "Example", "LabelSpace",

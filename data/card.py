@@ -12,8 +12,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from data import DEFAULT_DATA, EMBEDDED, Dataset, load_dataset, materialize_embedded
-from data.novelty import held_out_flags, new_ngram_flags, recorded_held_out, spans, unseen_value_share
+from nlu_collapse.data import DEFAULT_DATA, EMBEDDED, Dataset, load_dataset, materialize_embedded
+from nlu_collapse.data.novelty import held_out_flags, new_ngram_flags, recorded_held_out, spans, unseen_value_share
 
 RARE_INTENT_SHARE = 0.02  # intents under this share of train count as rare
 RARE_TYPE_SPANS = 30      # entity types with fewer train spans count as rare

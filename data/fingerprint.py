@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from data.formats import SPLITS, DataError
-from safeio import sha256_file
+from nlu_collapse.data.formats import SPLITS, DataError
+from nlu_collapse.safeio import sha256_file
 
 
 def split_files(path: Path, data_format: str) -> dict[str, list[Path]]:

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from safeio import DuplicateKeyError, decode_utf8, loads_unique
+from nlu_collapse.safeio import DuplicateKeyError, decode_utf8, loads_unique
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from data.formats import Example
+from nlu_collapse.data.formats import Example
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data.formats import Example
+from nlu_collapse.data.formats import Example
 
 
 def spans(example: Example) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import random
 import re
 import unicodedata
 
-from data.formats import Example
+from nlu_collapse.data.formats import Example
 
 # intent -> (relative frequency, {command: [templates]}). Frequencies are deliberately
 # imbalanced (largest / smallest = 22 / 5): real assistant traffic is dominated by calls.

@@ -53,8 +53,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from data.formats import SPLITS, Example
-from data.phone_assistant import strip_diacritics
+from nlu_collapse.data.formats import SPLITS, Example
+from nlu_collapse.data.phone_assistant import strip_diacritics
 
 HELD_OUT_SHARE = 0.5          # of dev/test sentences drawn with a held-out phrasing
 HELD_OUT_TEMPLATE_SHARE = 0.75  # of those, when the command has held-out templates: a new template (else a new filler)

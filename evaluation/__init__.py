@@ -1,4 +1,4 @@
 """Evaluation with seqeval (entities) and scikit-learn (intents, commands)."""
-from evaluation.metrics import compute_metrics, entity_type_report
+from nlu_collapse.evaluation.metrics import compute_metrics, entity_type_report
 
 __all__ = ["compute_metrics", "entity_type_report"]

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-
-from config import renamed
-from data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedded
-from data.fingerprint import differences as data_differences
-from data.novelty import new_ngram_flags, recorded_held_out
-from evaluation.metrics import compute_metrics
-from model import encode
-from model.loading import LoadedRun, RunError, load_run
-from model.prediction import predict_encoded
+from nlu_collapse.config import renamed
+from nlu_collapse.data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedded
+from nlu_collapse.data.fingerprint import differences as data_differences
+from nlu_collapse.data.novelty import new_ngram_flags, recorded_held_out
+from nlu_collapse.evaluation.metrics import compute_metrics
+from nlu_collapse.model import encode
+from nlu_collapse.model.loading import LoadedRun, RunError, load_run
+from nlu_collapse.model.prediction import predict_encoded
 
 SPLITS = ("dev", "test")
 IN_TEMPLATE, HELD_OUT = "in-template", "held-out"

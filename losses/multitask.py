@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from losses.focal import focal_loss, mean_or_zero
-from telemetry import keys
+from nlu_collapse.losses.focal import focal_loss, mean_or_zero
+from nlu_collapse.telemetry import keys
 
 PRESETS = {
     "old": {"entity": 0.8, "intent": 0.15, "command": 0.05, "warmup": ()},

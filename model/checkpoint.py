@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 
 import torch
-
-from runfolder import CK_MODEL, RunFolder, previous
-from safeio import atomic_write, sidecar, verify, write_checked
+from nlu_collapse.runfolder import CK_MODEL, RunFolder, previous
+from nlu_collapse.safeio import atomic_write, sidecar, verify, write_checked
 
 
 class CheckpointError(ValueError):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 
-from data import Example
-from model.loading import LoadedRun
-from model.prediction import predict_encoded
-from model.tokenization import encode
+from nlu_collapse.data import Example
+from nlu_collapse.model.loading import LoadedRun
+from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.model.tokenization import encode
 
 
 def bio_spans(tokens: list[str], tags: list[str]) -> list[dict]:

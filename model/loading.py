@@ -16,14 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from nlu_collapse.config import Config, renamed
+from nlu_collapse.data.labels import LabelSpace, Vocab
+from nlu_collapse.model.checkpoint import CheckpointError, load_checkpoint
+from nlu_collapse.model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
+from nlu_collapse.runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, RunFolder
+from nlu_collapse.safeio import read_json
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
-
-from config import Config, renamed
-from data.labels import LabelSpace, Vocab
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
-from runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, RunFolder
-from safeio import read_json
 
 
 class RunError(ValueError):

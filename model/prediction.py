@@ -8,9 +8,8 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-
-from data import LabelSpace
-from model.tokenization import Encoded, collate
+from nlu_collapse.data import LabelSpace
+from nlu_collapse.model.tokenization import Encoded, collate
 
 
 @dataclass

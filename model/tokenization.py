@@ -14,10 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
+from nlu_collapse.data import UNKNOWN, Example, LabelSpace
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
-
-from data import UNKNOWN, Example, LabelSpace
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

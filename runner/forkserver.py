@@ -32,12 +32,13 @@ import signal
 import sys
 import traceback
 
-from runner.launching import set_parent_death_signal
+from nlu_collapse.runner.launching import set_parent_death_signal
 
 # What a run imports, so that a forked run imports nothing heavy itself. Importing is all the server
 # does with them: no torch op runs here, so no thread pool exists to be broken by fork().
-PRELOAD = ("train", "wandb", "wandb.sdk.wandb_run", "wandb.sdk.wandb_init", "sklearn.metrics", "seqeval.metrics",
-           "transformers.optimization", "tokenizers", "telemetry.tracking", "telemetry.forensics")
+PRELOAD = ("nlu_collapse.train", "wandb", "wandb.sdk.wandb_run", "wandb.sdk.wandb_init", "sklearn.metrics",
+           "seqeval.metrics", "transformers.optimization", "tokenizers", "nlu_collapse.telemetry.tracking",
+           "nlu_collapse.telemetry.forensics")
 
 PROTOCOL = None  # the pipe to the runner: the server's original stdout (fd 1 itself goes to stderr)
 

@@ -79,7 +79,7 @@ class ForkServer:
         self.alive = True
         self._ready = threading.Event()
         with log_path.open("a", encoding="utf-8") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "runner.forkserver"], cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "nlu_collapse.runner.forkserver"], cwd=ROOT,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             preexec_fn=die_with_parent(os.getpid()))
         threading.Thread(target=self._read, daemon=True).start()

@@ -17,10 +17,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import yaml
-
-from config import Config, build_parser, given_flags, identity_config, resolve  # the flags train.py accepts
-from data import DataError, data_fingerprint
-from runfolder import SweepFolder, identity_key
+from nlu_collapse.config import (  # the flags train.py accepts
+    Config,
+    build_parser,
+    given_flags,
+    identity_config,
+    resolve,
+)
+from nlu_collapse.data import DataError, data_fingerprint
+from nlu_collapse.runfolder import SweepFolder, identity_key
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 # Flags a sweep must not set: the runner owns where each run lives and whether it resumes.

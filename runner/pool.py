@@ -14,10 +14,10 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from runfolder import RUNNER_LOCK, SweepFolder
-from runner.launching import Launcher
-from runner.planning import stale_reason
-from safeio import FolderLock, atomic_write_text
+from nlu_collapse.runfolder import RUNNER_LOCK, SweepFolder
+from nlu_collapse.runner.launching import Launcher
+from nlu_collapse.runner.planning import stale_reason
+from nlu_collapse.safeio import FolderLock, atomic_write_text
 
 
 def run_env(folder: SweepFolder, run_id: str, threads: int) -> dict:

@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from runfolder import SweepFolder
-from runner.planning import SweepError, plan
-from runner.pool import execute
-from safeio import LockedError
+from nlu_collapse.runfolder import SweepFolder
+from nlu_collapse.runner.planning import SweepError, plan
+from nlu_collapse.runner.pool import execute
+from nlu_collapse.safeio import LockedError
 
 ROOT = Path(__file__).resolve().parent.parent
 

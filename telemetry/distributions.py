@@ -6,9 +6,8 @@ Everything a step logs is moved to the host in one transfer (`to_host`).
 from __future__ import annotations
 
 import torch
-
-from data import UNKNOWN
-from telemetry import keys
+from nlu_collapse.data import UNKNOWN
+from nlu_collapse.telemetry import keys
 
 
 def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -26,10 +26,9 @@ import warnings
 from pathlib import Path
 
 import torch
+from nlu_collapse.model.checkpoint import rng_state, set_rng_state
+from nlu_collapse.telemetry import keys
 from torch.overrides import TorchFunctionMode
-
-from model.checkpoint import rng_state, set_rng_state
-from telemetry import keys
 
 MODES = ("off", "first", "every")
 REPO = Path(__file__).resolve().parent.parent

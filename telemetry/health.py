@@ -44,7 +44,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from telemetry import keys
+from nlu_collapse.telemetry import keys
 
 LOSS_HIGH = 5.0
 GRAD_EXPLODE, GRAD_VANISH = 10.0, 1e-4

@@ -25,10 +25,9 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-
-from telemetry import keys
-from telemetry.record import RunRecord
-from telemetry.wandb_values import to_wandb
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.record import RunRecord
+from nlu_collapse.telemetry.wandb_values import to_wandb
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +184,8 @@ class Tracker:
         (and uploaded by `wandb sync`)."""
         if self.run is None:
             return
-        from data import EMBEDDED, materialize_embedded
-        from data.card import card
+        from nlu_collapse.data import EMBEDDED, materialize_embedded
+        from nlu_collapse.data.card import card
 
         text = card(dataset)
         artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from telemetry import keys
+from nlu_collapse.telemetry import keys
 
 FINITE_SUFFIX = "_is_finite"
 # Summary keys that a collapsed run leaves NaN or inf: they always carry the `_is_finite` twin.

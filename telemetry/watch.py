@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from telemetry import keys
-from telemetry.health import HealthMonitor
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.health import HealthMonitor
 
 log = logging.getLogger("train")
 

@@ -33,8 +33,7 @@ def tiny_data(tmp_path_factory) -> Path:
 def crash_in_second_epoch(monkeypatch):
     """train.py's dev evaluation raises KeyboardInterrupt (as a Ctrl-C would) the second time it runs;
     call the fixture's `restore()` to evaluate normally again."""
-    import train
-
+    from nlu_collapse import train
     real_evaluate, calls = train.Evaluator.__call__, []
 
     def evaluate(*args, **kwargs):

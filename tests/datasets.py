@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
-from data.formats import write_jsonl_split
-from data.phone_assistant import generate
+from nlu_collapse.data.formats import write_jsonl_split
+from nlu_collapse.data.phone_assistant import generate
 
 
 def write_generated(folder: Path, sizes: tuple[int, int, int]) -> Path:

@@ -20,13 +20,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from analysis import report
-from analysis.dashboard import COLLAPSE_PANELS, history_keys
-from analysis.records import HISTORY_KEYS, load_wandb
-from data import data_fingerprint
-from runner import planning
-from telemetry.record import read_history, read_json
+from nlu_collapse.analysis import report
+from nlu_collapse.analysis.dashboard import COLLAPSE_PANELS, history_keys
+from nlu_collapse.analysis.records import HISTORY_KEYS, load_wandb
+from nlu_collapse.data import data_fingerprint
+from nlu_collapse.runner import planning
+from nlu_collapse.telemetry.record import read_history, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

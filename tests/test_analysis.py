@@ -3,10 +3,9 @@ import json
 import math
 
 import pytest
-
-from analysis.records import load_local
-from analysis.report import build_report, factor_effects, grid, paired_deltas
-from analysis.stats import paired_interval
+from nlu_collapse.analysis.records import load_local
+from nlu_collapse.analysis.report import build_report, factor_effects, grid, paired_deltas
+from nlu_collapse.analysis.stats import paired_interval
 
 BASE = {0: 0.80, 1: 0.82, 2: 0.90}  # entity F1 of (-1e9, gamma 3, old) by seed
 
@@ -136,7 +135,7 @@ def test_plots_are_written(sweep_folder):
 
 
 def test_runs_from_the_wandb_api_have_the_same_shape():
-    from analysis.records import load_wandb
+    from nlu_collapse.analysis.records import load_wandb
 
     class FakeRun:
         def __init__(self, rid, mask, state):
@@ -168,7 +167,7 @@ def test_data_sweep_with_no_finished_run_is_reported_not_crashed(tmp_path):
 
 
 def test_one_report_over_two_datasets_has_a_table_each_and_the_cross_dataset_summary(tmp_path, capsys):
-    from analysis import report
+    from nlu_collapse.analysis import report
 
     folders = [tmp_path / "ablation-a", tmp_path / "ablation-b"]
     for folder, data, shift in zip(folders, ("phone-assistant", "phone-assistant-wild"), (0.0, -0.3)):

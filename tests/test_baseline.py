@@ -3,16 +3,16 @@ from pathlib import Path
 
 import pytest
 import torch.nn.functional as F
+from nlu_collapse import train
+from nlu_collapse.analysis.records import load_local
+from nlu_collapse.analysis.report import build_report
+from nlu_collapse.config import LOSS_LEVELS, parse_config
+from nlu_collapse.data import load_dataset
+from nlu_collapse.data.formats import write_jointbert_split
+from nlu_collapse.evaluation.errors import confusion_rows, span_errors
+from nlu_collapse.runner import planning
+from nlu_collapse.telemetry.record import read_history
 
-import train
-from analysis.records import load_local
-from analysis.report import build_report
-from config import LOSS_LEVELS, parse_config
-from data import load_dataset
-from data.formats import write_jointbert_split
-from evaluation.errors import confusion_rows, span_errors
-from runner import planning
-from telemetry.record import read_history
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent

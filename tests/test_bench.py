@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.record import read_history
+
 from bench.bench import bare_rate
-from telemetry import keys
-from telemetry.record import read_history
 from tests.datasets import write_imbalanced
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +20,7 @@ def test_bare_loop_computes_what_train_py_computes(tmp_path):
     """The ceiling (bare loop / Trainer) is only a ceiling if the bare loop trains the same batches
     with the same model, loss and optimizer: its losses equal train.py's, step for step, bit for bit,
     here on imbalanced data whose 70 sentences make a short third batch before the second epoch."""
-    import train
-
+    from nlu_collapse import train
     data = write_imbalanced(tmp_path / "imbalanced", n_train=70, n_eval=40)
     flags = [f"--data={data}", "--threads=1"]
     losses: list[float] = []

@@ -1,10 +1,9 @@
 """The CUDA path: mixed precision training and masking on a GPU. Skipped on machines without one."""
 import pytest
 import torch
-
-import train
-from losses import focal_loss
-from model import apply_mask
+from nlu_collapse import train
+from nlu_collapse.losses import focal_loss
+from nlu_collapse.model import apply_mask
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -3,13 +3,18 @@ import logging
 from collections import Counter
 
 import pytest
-
-from data import DataError, Example, load_dataset
-from data.card import card
-from data.formats import (detect_format, parse_massive_annotation, read_jointbert_split, read_massive,
-                          write_jointbert_split, write_jsonl_split)
-from data.labels import UNKNOWN, build_label_space
-from data.phone_assistant import INTENTS, PREFIXES, generate, strip_diacritics
+from nlu_collapse.data import DataError, Example, load_dataset
+from nlu_collapse.data.card import card
+from nlu_collapse.data.formats import (
+    detect_format,
+    parse_massive_annotation,
+    read_jointbert_split,
+    read_massive,
+    write_jointbert_split,
+    write_jsonl_split,
+)
+from nlu_collapse.data.labels import UNKNOWN, build_label_space
+from nlu_collapse.data.phone_assistant import INTENTS, PREFIXES, generate, strip_diacritics
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +196,7 @@ def test_wrong_types_and_blank_sentences_name_the_right_file(tmp_path):
 
 
 def test_train_py_and_the_data_package_name_the_same_default_dataset():
-    from config import Config
-    from data import DEFAULT_DATA, EMBEDDED
+    from nlu_collapse.config import Config
+    from nlu_collapse.data import DEFAULT_DATA, EMBEDDED
 
     assert Config.data == DEFAULT_DATA == next(iter(EMBEDDED))

@@ -1,9 +1,8 @@
 import pytest
-
-from data import Example
-from data.labels import build_label_space
-from evaluation import compute_metrics
-from model.prediction import Predictions
+from nlu_collapse.data import Example
+from nlu_collapse.data.labels import build_label_space
+from nlu_collapse.evaluation import compute_metrics
+from nlu_collapse.model.prediction import Predictions
 
 TRAIN = [Example(["gọi", "anh", "Minh"], ["B-ACTION", "B-CONTACT", "I-CONTACT"], "call", "call_contact"),
          Example(["bật", "wifi"], ["B-ACTION", "B-MODE"], "change-mode", "turn_on")]

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from nlu_collapse import train
+from nlu_collapse.config import parse_config
+from nlu_collapse.model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
+from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.runner import planning
+from nlu_collapse.safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
+from nlu_collapse.telemetry.record import RunRecord, read_history
 
-import train
-from config import parse_config
-from model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
-from runfolder import RunFolder
-from runner import planning
-from safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
-from telemetry.record import RunRecord, read_history
 from tests.datasets import write_generated
 from tests.scripts import local
 
@@ -83,7 +83,7 @@ def _massive(tmp_path: Path, annot_utt, intent="set_alarm", scenario="alarm") ->
     (None, "annot_utt must be a string"),
 ])
 def test_massive_annotation_errors_name_file_and_line(tmp_path, annot_utt, message):
-    from data.formats import DataError, read_massive
+    from nlu_collapse.data.formats import DataError, read_massive
 
     path = _massive(tmp_path, annot_utt)
     with pytest.raises(DataError, match=rf"^{path}:2: .*{re.escape(message)}"):
@@ -92,7 +92,7 @@ def test_massive_annotation_errors_name_file_and_line(tmp_path, annot_utt, messa
 
 @pytest.mark.parametrize("field, value", [("intent", None), ("intent", 3), ("intent", ""), ("scenario", [1])])
 def test_massive_label_types_are_checked(tmp_path, field, value):
-    from data.formats import DataError, read_massive
+    from nlu_collapse.data.formats import DataError, read_massive
 
     path = _massive(tmp_path, "wake me", **{field: value})
     with pytest.raises(DataError, match=rf"^{path}:2: {field} must be a non-empty string"):
@@ -117,8 +117,8 @@ def _jsonl_folder(tmp_path: Path, bad_line: bytes, split: str = "train") -> Path
     (b'{"tokens": "a b", "tags": ["O"], "intent": "call", "command": "c"}', "tokens must be a list of strings"),
 ])
 def test_jsonl_errors_name_file_and_line(tmp_path, bad_line, message):
-    from data import load_dataset
-    from data.formats import DataError
+    from nlu_collapse.data import load_dataset
+    from nlu_collapse.data.formats import DataError
 
     folder = _jsonl_folder(tmp_path, bad_line)
     with pytest.raises(DataError, match=rf"^{folder}/train.jsonl:2: .*{message}"):
@@ -126,7 +126,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path, bad_line, message):
 
 
 def test_jointbert_non_utf8_names_file_and_line(tmp_path):
-    from data.formats import DataError, Example, read_jointbert_split, write_jointbert_split
+    from nlu_collapse.data.formats import DataError, Example, read_jointbert_split, write_jointbert_split
 
     write_jointbert_split(tmp_path, [Example(["a", "b"], ["O", "O"], "x")] * 3)
     (tmp_path / "seq.in").write_bytes(b"a b\na \xc3\nb\n")
@@ -153,7 +153,7 @@ def test_senseless_flags_are_refused_naming_the_flag(flag, capsys):
 
 
 def test_help_documents_every_range():
-    from config import RANGES, build_parser
+    from nlu_collapse.config import RANGES, build_parser
 
     text = build_parser().format_help()
     assert len(re.findall(r"range\s", text)) == len(RANGES) and re.search(r"range\s+\[0,\s+1\]", text)
@@ -213,8 +213,7 @@ def test_a_kill_between_checksum_and_bytes_leaves_a_refused_file_not_a_loaded_on
     folder = RunFolder(tmp_path)
     _save(folder.last, step=2)
     _save(folder.last, step=4)
-    import safeio
-
+    from nlu_collapse import safeio
     real = safeio.atomic_write
 
     def die_on_checkpoint_bytes(path, data):
@@ -383,8 +382,8 @@ def test_damaged_tokenizer_names_the_folder(finished_run, tmp_path):
 
 
 def test_report_names_a_damaged_sweep_json_and_lists_damaged_runs(finished_run, tmp_path, capsys, caplog):
-    from analysis import report
-    from analysis.records import load_local
+    from nlu_collapse.analysis import report
+    from nlu_collapse.analysis.records import load_local
 
     folder = tmp_path / "sweep"
     run_dir = _copy_run(finished_run[0], folder / "runs" / "done")

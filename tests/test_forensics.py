@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from nlu_collapse import train
+from nlu_collapse.analysis import diagnose
+from nlu_collapse.config import parse_config
+from nlu_collapse.data import load_dataset
+from nlu_collapse.model import encode
+from nlu_collapse.model.tokenization import collate
+from nlu_collapse.telemetry.forensics import Forensics
+from nlu_collapse.telemetry.record import read_history, read_json
 from transformers import get_linear_schedule_with_warmup
-
-import train
-from analysis import diagnose
-from config import parse_config
-from data import load_dataset
-from model import encode
-from model.tokenization import collate
-from telemetry.forensics import Forensics
-from telemetry.record import read_history, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--epochs=1", "--threads=1", "--task_grad_every=0", "--wandb_mode=disabled"]

@@ -15,9 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from nlu_collapse.runner import launching
+from nlu_collapse.safeio import read_json
 
-from runner import launching
-from safeio import read_json
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +113,8 @@ def test_forkable_accepts_only_this_interpreter_running_a_python_program():
 def test_a_run_after_a_code_change_starts_a_fresh_interpreter(tmp_path):
     """Modules the server imported are stale once edited: the next run execs a fresh interpreter."""
     probe = tmp_path / "which.py"
-    probe.write_text("import sys; print('warm' if 'train' in sys.modules else 'fresh', sys.argv[1:])\n")
-    server = subprocess.Popen([sys.executable, "-m", "runner.forkserver"], cwd=ROOT,
+    probe.write_text("import sys; print('warm' if 'nlu_collapse.train' in sys.modules else 'fresh', sys.argv[1:])\n")
+    server = subprocess.Popen([sys.executable, "-m", "nlu_collapse.runner.forkserver"], cwd=ROOT,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     edited = ROOT / "config.py"
     before = edited.stat()

@@ -4,19 +4,19 @@ import csv
 import statistics
 
 import pytest
+from nlu_collapse import train
+from nlu_collapse.analysis import heldout
+from nlu_collapse.data import load_dataset
+from nlu_collapse.data.formats import jsonl_text
+from nlu_collapse.data.novelty import new_ngram_flags
+from nlu_collapse.data.phone_assistant_wild import generate_flagged
+from nlu_collapse.evaluation import compute_metrics
+from nlu_collapse.evaluation import heldout as scoring
+from nlu_collapse.model import encode
+from nlu_collapse.model.loading import load_run
+from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.telemetry import keys
 
-import train
-from analysis import heldout
-from data import load_dataset
-from data.formats import jsonl_text
-from data.novelty import new_ngram_flags
-from data.phone_assistant_wild import generate_flagged
-from evaluation import compute_metrics
-from evaluation import heldout as scoring
-from model import encode
-from model.loading import load_run
-from model.prediction import predict_encoded
-from telemetry import keys
 from tests.datasets import write_generated
 
 

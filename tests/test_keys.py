@@ -4,11 +4,10 @@ import math
 from pathlib import Path
 
 import pytest
-
-import train
-from analysis import dashboard, plots, records, report
-from telemetry import keys
-from telemetry.record import read_history
+from nlu_collapse import train
+from nlu_collapse.analysis import dashboard, plots, records, report
+from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.record import read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACES = ("loss/", "lambda/", "grad/", "dist/", "health/", "val/", "test/", "final/", "best/", "perf/")

@@ -3,12 +3,16 @@ import graph whose folders form no loop and whose floors are never climbed back 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for p in ROOT.rglob("*.py")
+SOURCES = sorted(p for p in ROOT.rglob("*.py") if p.name != "__init__.py" or p.parent != ROOT
                  if not {".venv", "tests", "results", "runs", "wandb", "build"} & set(p.relative_to(ROOT).parts))
 # Names of a run or sweep folder's files: spelled in runfolder.py and nowhere else (docstrings aside).
 # File names count wherever they stand; folder names (ordinary words) where a path is joined with them.
@@ -19,6 +23,9 @@ FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "ru
 FLOORS = [{"config", "safeio", "runfolder", "telemetry.keys"}, {"data"}, {"model", "losses"}, {"evaluation"},
           {"telemetry"}, {"train", "predict", "runner"}, {"analysis", "sweeps", "bench"}]
 FIRST_PARTY = set().union(*FLOORS)
+PACKAGE = "nlu_collapse"  # the installed name of this folder (pyproject.toml)
+GENERIC = ("config", "train", "predict", "runfolder", "safeio", "data", "model", "losses", "evaluation", "telemetry",
+           "runner", "analysis")
 
 
 def test_no_folder_loop():
@@ -51,7 +58,11 @@ def _unit(path: Path) -> str:
 
 
 def _named(module: str) -> str:
-    return "telemetry.keys" if module == "telemetry.keys" else module.split(".")[0]
+    """The unit of an imported module: its name under nlu_collapse (`telemetry.keys` is a unit of its own)."""
+    inside = module.removeprefix(f"{PACKAGE}.")
+    if inside == module:
+        return module.split(".")[0]  # not ours
+    return "telemetry.keys" if inside == "telemetry.keys" else inside.split(".")[0]
 
 
 def _floor(unit: str) -> int:
@@ -76,8 +87,8 @@ def _imports(tree: ast.AST) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {_named(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules = [f"{node.module}.{alias.name}" for alias in node.names] if node.module == "telemetry" \
-                else [node.module]
+            modules = [f"{node.module}.{alias.name}" for alias in node.names] \
+                if node.module in (PACKAGE, f"{PACKAGE}.telemetry") else [node.module]
             names |= {_named(module) for module in modules}
     return (names & FIRST_PARTY) - {"sweeps"}  # `import sweeps` is W&B's engine; the sweeps/ folder is no package
 
@@ -118,3 +129,25 @@ def test_run_folder_names_are_spelled_only_in_runfolder(path):
                         if text == name or text.endswith("/" + name) or text.startswith(name + "/")]
             spelled += [(node.lineno, text) for name in FOLDER_NAMES if id(node) in joined and text == name]
     assert not spelled, f"{path.relative_to(ROOT)} spells run-folder names itself (use runfolder): {spelled}"
+
+
+def test_no_generic_top_level_import():
+    """Code imports its own modules under the one installed name, never as `config`, `data`, ..."""
+    for path in SOURCES + sorted((ROOT / "tests").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            bare = [n for n in names if n.split(".")[0] in FIRST_PARTY - {"sweeps", "bench", "telemetry.keys"}]
+            assert not bare, f"{path.relative_to(ROOT)}:{node.lineno} imports {bare} (use {PACKAGE}.<module>)"
+
+
+def test_the_installed_package_adds_no_generic_name(tmp_path):
+    """Outside the checkout, the install offers one name, nlu_collapse (this folder), and none of the
+    generic ones its modules have here."""
+    probe = ("import importlib.util as u, json; import nlu_collapse.config as c; "
+             "print(json.dumps([c.__file__, [n for n in %r if u.find_spec(n)]]))" % (GENERIC,))
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    origin, found = json.loads(done.stdout)
+    assert Path(origin) == ROOT / "config.py" and found == []

@@ -3,9 +3,8 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
-
-from config import parse_warmup
-from losses import MultiTaskLoss, TaskWeights, entity_class_weights, focal_loss
+from nlu_collapse.config import parse_warmup
+from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, focal_loss
 
 IMPLS = ("dense", "gather")
 

@@ -11,15 +11,13 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-
-import predict
-import train
-from data import Example, load_dataset
-from data.phone_assistant import generate, strip_diacritics
-from data.segmentation import pretokenized, segment
-from evaluation import compute_metrics
-from model.inference import bio_spans
-from model.loading import labels_from_record, load_run
+from nlu_collapse import predict, train
+from nlu_collapse.data import Example, load_dataset
+from nlu_collapse.data.phone_assistant import generate, strip_diacritics
+from nlu_collapse.data.segmentation import pretokenized, segment
+from nlu_collapse.evaluation import compute_metrics
+from nlu_collapse.model.inference import bio_spans
+from nlu_collapse.model.loading import labels_from_record, load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RUN = ["--epochs=3", "--batch_size=32", "--task_grad_every=0", "--threads=1",
@@ -104,7 +102,7 @@ def test_predictions_reproduce_the_runs_own_test_metrics(runs, capsys, tmp_path,
     path.write_text("".join(" ".join(ex.tokens) + "\n" for ex in test), encoding="utf-8")
     _, results = run_json(capsys, runs["default"], f"--input={path}", "--pretokenized", "--batch_size=7")
     assert [r["tokens"] for r in results] == [ex.tokens for ex in test]
-    from model.prediction import Predictions
+    from nlu_collapse.model.prediction import Predictions
 
     run = load_run(runs["default"])
     pred = Predictions([r["tags"] for r in results], [r["intent"]["label"] for r in results],
@@ -127,9 +125,8 @@ def test_labels_and_mask_come_from_the_record(runs):
 def test_hugging_face_encoder_run_loads_without_its_source(tmp_path, small_data, capsys):
     """`--encoder=<dir>`: the architecture is read from the run's encoder/config.json, so the run
     still loads after the encoder's own directory is gone (as a hub model is, offline)."""
+    from nlu_collapse.model import build_tiny_tokenizer
     from transformers import BertConfig, BertModel
-
-    from model import build_tiny_tokenizer
 
     source = tmp_path / "my-encoder"
     tokenizer = build_tiny_tokenizer(load_dataset(str(small_data)).splits["train"])

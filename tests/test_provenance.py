@@ -10,16 +10,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from nlu_collapse import train
+from nlu_collapse.analysis import heldout
+from nlu_collapse.analysis.records import load_local
+from nlu_collapse.analysis.report import build_report
+from nlu_collapse.data import DataError, load_dataset
+from nlu_collapse.runfolder import RunFolder, SweepFolder
+from nlu_collapse.runner import planning
+from nlu_collapse.safeio import read_json
+from nlu_collapse.telemetry.record import read_history
 
-import train
-from analysis import heldout
-from analysis.records import load_local
-from analysis.report import build_report
-from data import DataError, load_dataset
-from runfolder import RunFolder, SweepFolder
-from runner import planning
-from safeio import read_json
-from telemetry.record import read_history
 from tests.datasets import write_imbalanced
 from tests.scripts import local
 

@@ -3,7 +3,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from config import Config
+from nlu_collapse.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -42,7 +42,7 @@ def test_online_commands_activate_the_venv_before_the_agent_and_name_the_project
 
 
 def test_online_dashboard_command_runs_as_written(monkeypatch, capsys):
-    from analysis import dashboard
+    from nlu_collapse.analysis import dashboard
 
     line = next(line for line in online_block() if line.startswith("python analysis/dashboard.py"))
     argv = line.replace("$ENTITY", "my-team").replace("$SWEEP_ID", "abc123xy").split()[2:]

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import train
-from config import Config, parse_config
-from runfolder import RunFolder
-from telemetry.record import read_history, read_json
+from nlu_collapse import train
+from nlu_collapse.config import Config, parse_config
+from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.telemetry.record import read_history, read_json
 
 FAST = ["--epochs=3", "--batch_size=32", "--task_grad_every=5", "--threads=1"]
 
@@ -123,7 +122,7 @@ def test_torn_history_line_is_skipped(tmp_path):
 
 
 def test_wandb_auto_mode_is_offline_without_a_key(monkeypatch, tmp_path):
-    from telemetry.tracking import resolve_mode
+    from nlu_collapse.telemetry.tracking import resolve_mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -6,22 +6,21 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import train
-from analysis.records import load_local
-from analysis.tune import build_tune_report, marginals, pick, scored_runs
-from analysis.tune import main as tune_main
-from config import TINY_FLAGS, Config, parse_config
-from data import load_dataset
-from evaluation import compute_metrics
-from model import build_encoder, build_tiny_tokenizer
-from model.inference import predict_sentences
-from model.loading import RunError, load_run
-from model.multitask import TINY, tiny_architecture
-from model.prediction import Predictions
-from runfolder import RunFolder
-from runner import planning
-from telemetry import keys
+from nlu_collapse import train
+from nlu_collapse.analysis.records import load_local
+from nlu_collapse.analysis.tune import build_tune_report, marginals, pick, scored_runs
+from nlu_collapse.analysis.tune import main as tune_main
+from nlu_collapse.config import TINY_FLAGS, Config, parse_config
+from nlu_collapse.data import load_dataset
+from nlu_collapse.evaluation import compute_metrics
+from nlu_collapse.model import build_encoder, build_tiny_tokenizer
+from nlu_collapse.model.inference import predict_sentences
+from nlu_collapse.model.loading import RunError, load_run
+from nlu_collapse.model.multitask import TINY, tiny_architecture
+from nlu_collapse.model.prediction import Predictions
+from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.runner import planning
+from nlu_collapse.telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,7 +213,7 @@ def test_configurations_over_seeds_rank_by_the_mean_and_a_collapsed_seed_ranks_l
     write_run(tmp_path, "c1", {"lr": 5e-4, "seed": 1}, [0.74], 0.1, 10.0)
     planned = [{"run_id": rid, "status": "finished", "params": {}} for rid in ("a0", "a1", "b0", "b1", "c0", "c1")]
     (tmp_path / "sweep.json").write_text(json.dumps({"runs": planned}))
-    from analysis.tune import configurations
+    from nlu_collapse.analysis.tune import configurations
 
     rows = configurations(scored_runs(load_local(tmp_path)))
     assert [r["configuration"].split()[0] for r in rows] == ["--lr=0.001", "--lr=0.0005", "--lr=0.003"]

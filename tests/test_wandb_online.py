@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import train
-from telemetry.record import read_json
-from telemetry.tracking import resolve_mode
-from telemetry.wandb_values import from_wandb, to_wandb
+from nlu_collapse import train
+from nlu_collapse.telemetry.record import read_json
+from nlu_collapse.telemetry.tracking import resolve_mode
+from nlu_collapse.telemetry.wandb_values import from_wandb, to_wandb
 
 WANDB_CLI = Path(sys.executable).with_name("wandb")
 API_KEY = "0123456789abcdef" * 2 + "01234567"  # 40 characters: the format W&B accepts

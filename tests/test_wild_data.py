@@ -8,16 +8,36 @@ import time
 from collections import Counter
 
 import pytest
-
-import data
-from data import Example, load_dataset, materialize_embedded
-from data.card import card, main as card_main
-from data.formats import write_jsonl_split
-from data.labels import build_label_space
-from data.novelty import held_out_flags, new_ngram_flags, pattern, recorded_held_out, spans, unseen_value_share
-from data.phone_assistant import strip_diacritics
-from data.phone_assistant_wild import (INTENTS, LANGUAGES, MEDIA_TYPES, MODES, PLATFORMS, PREFIXES, ROLE_SOURCE,
-                                       SLOT_RE, SUFFIXES, _typo, generate, generate_flagged, reserved)
+from nlu_collapse import data
+from nlu_collapse.data import Example, load_dataset, materialize_embedded
+from nlu_collapse.data.card import card
+from nlu_collapse.data.card import main as card_main
+from nlu_collapse.data.formats import write_jsonl_split
+from nlu_collapse.data.labels import build_label_space
+from nlu_collapse.data.novelty import (
+    held_out_flags,
+    new_ngram_flags,
+    pattern,
+    recorded_held_out,
+    spans,
+    unseen_value_share,
+)
+from nlu_collapse.data.phone_assistant import strip_diacritics
+from nlu_collapse.data.phone_assistant_wild import (
+    INTENTS,
+    LANGUAGES,
+    MEDIA_TYPES,
+    MODES,
+    PLATFORMS,
+    PREFIXES,
+    ROLE_SOURCE,
+    SLOT_RE,
+    SUFFIXES,
+    _typo,
+    generate,
+    generate_flagged,
+    reserved,
+)
 
 SEED = data.EMBEDDED["phone-assistant-wild"][1]
 ONE_TOKEN_TYPES = {"PHONE", "ACTION", "MODE", "PLATFORM", "EMAIL", "MEDIA_TYPE", "SOURCE_LANG", "TARGET_LANG"}
