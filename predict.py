@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = collect_inputs(args)  # before loading the model: bad input fails fast
 
     import torch
+
     from nlu_collapse.model.inference import predict_sentences
     from nlu_collapse.model.loading import load_run
 

@@ -40,6 +40,7 @@ CK_TRAIN_STATE = "train_state"
 CK_CONFIG = "config"
 CK_RUN_ID = "run_id"
 CK_EPOCH = "epoch"
+TS_STEP = "step"  # inside CK_TRAIN_STATE: the optimizer steps done (train.TrainState.step)
 
 RUN_LOCK, RUNNER_LOCK = ".lock", ".runner.lock"  # flock files: the run's writer, the sweep's runner
 BEST, LAST = "best", "last"  # the checkpoints a run keeps: best on dev, and the last (resumable) one

@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
+
 from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
 from nlu_collapse.data import Dataset, load_dataset
 from nlu_collapse.data.fingerprint import differences as data_differences
@@ -49,6 +52,7 @@ from nlu_collapse.runfolder import (
     CK_SCALER,
     CK_SCHEDULER,
     CK_TRAIN_STATE,
+    TS_STEP,
     RunFolder,
     code_version,
     identity_key,
@@ -61,8 +65,6 @@ from nlu_collapse.telemetry.health import HealthMonitor, eval_evidence
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.tracking import Tracker
 from nlu_collapse.telemetry.watch import CollapseWatch
-from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 log = logging.getLogger("train")
 # Named ranges of a training step (torch.profiler shows them; bench/bench.py sums them per step).
@@ -263,7 +265,7 @@ class TrainState:
     last_metrics: dict = field(default_factory=dict)  # the last step's scalars (final/* in the summary)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "best_f1": self.best_f1, "n_clipped": self.n_clipped,
+        return {TS_STEP: self.step, "epoch": self.epoch, "best_f1": self.best_f1, "n_clipped": self.n_clipped,
                 "training_done": self.training_done, "stopped_on_collapse": self.stopped_on_collapse,
                 "last_metrics": {k: v for k, v in self.last_metrics.items() if not isinstance(v, list)},
                 "monitor": self.monitor.state_dict()}

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.report import markdown_table, write_csv
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval

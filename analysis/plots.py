@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 from nlu_collapse.analysis.records import RecordedRun  # noqa: E402
 from nlu_collapse.telemetry import keys  # noqa: E402
 from nlu_collapse.telemetry.health import WRITEUP_INTENT_MAX_SHARE, WRITEUP_PRED_NON_O_BAND  # noqa: E402

@@ -53,6 +53,7 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
     `losses` receives each step's total loss (a test compares them with train.py's: the same work);
     `flags` are more train.py flags (another --data)."""
     import torch
+
     from nlu_collapse import train
     from nlu_collapse.model.tokenization import collate
 
@@ -86,12 +87,13 @@ def bare_rate(steps: int, threads: int, out: Path, device: str = "cpu", precisio
 def trainer_rate(steps: int, threads: int, out: Path, device: str = "cpu", precision: str = "fp32") -> float:
     """steps/s of Hugging Face `Trainer` on the same model, data and loss."""
     import torch
+    from transformers import Trainer, TrainingArguments
+
     from nlu_collapse import train
     from nlu_collapse.config import Config
     from nlu_collapse.data import load_dataset
     from nlu_collapse.model import encode
     from nlu_collapse.model.tokenization import collate
-    from transformers import Trainer, TrainingArguments
 
     torch.set_num_threads(threads)
     cfg = Config()
@@ -161,8 +163,9 @@ def phase_breakdown(flags: list[str], steps: int, threads: int, out: Path) -> di
     """Milliseconds per step in each named phase of train.py's step, under torch.profiler (which adds
     its own small cost per op), plus `step`: the loop's measured time per step."""
     import torch
-    from nlu_collapse import train
     from torch.profiler import ProfilerActivity, profile
+
+    from nlu_collapse import train
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof, contextlib.redirect_stdout(io.StringIO()):
         summary = train.main([f"--max_steps={steps}", "--epochs=100", f"--threads={threads}", f"--output_dir={out}",
@@ -182,6 +185,7 @@ def optimizer_choice(threads: int, steps: int = 50) -> dict[str, float]:
     """ms per AdamW step, fused vs foreach, on the default model's parameters with the same gradients;
     and whether the two leave bitwise identical weights."""
     import torch
+
     from nlu_collapse import train
     from nlu_collapse.config import Config
     from nlu_collapse.data import load_dataset
@@ -230,6 +234,7 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
     import timeit
 
     import torch
+
     from nlu_collapse.telemetry.forensics import Forensics
 
     full = ["--wandb_mode=offline", "--log_every=1", "--task_grad_every=50"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+
 from nlu_collapse.config import renamed
 from nlu_collapse.data import EMBEDDED, DataError, Dataset, load_dataset, materialize_embedded
 from nlu_collapse.data.fingerprint import differences as data_differences

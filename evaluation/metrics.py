@@ -6,13 +6,14 @@ original strings on the gold side, so they always count as errors.
 """
 from __future__ import annotations
 
-from nlu_collapse.data import Example, LabelSpace
-from nlu_collapse.model.prediction import Predictions
-from nlu_collapse.telemetry import keys
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as macro_f1
+
+from nlu_collapse.data import Example, LabelSpace
+from nlu_collapse.model.prediction import Predictions
+from nlu_collapse.telemetry import keys
 
 
 def entity_type_report(gold: list[list[str]], pred: list[list[str]]) -> tuple[dict[str, dict[str, float]], dict]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from nlu_collapse.losses.focal import focal_loss, mean_or_zero
 from nlu_collapse.telemetry import keys
 

@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import torch
+
 from nlu_collapse.runfolder import CK_MODEL, RunFolder, previous
 from nlu_collapse.safeio import atomic_write, sidecar, verify, write_checked
 

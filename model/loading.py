@@ -16,13 +16,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
 from nlu_collapse.config import Config, renamed
 from nlu_collapse.data.labels import LabelSpace, Vocab
 from nlu_collapse.model.checkpoint import CheckpointError, load_checkpoint
 from nlu_collapse.model.multitask import MultiTaskNLU, build_encoder, tiny_architecture, tiny_encoder
-from nlu_collapse.runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, RunFolder
+from nlu_collapse.runfolder import CHECKPOINTS, CK_MODEL, CK_TRAIN_STATE, TS_STEP, RunFolder
 from nlu_collapse.safeio import read_json
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 
 class RunError(ValueError):
@@ -122,4 +123,4 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     except ValueError as err:
         raise RunError(str(err)) from None
     return LoadedRun(run_dir, cfg, record, summary, labels, tokenizer, model.to(device).eval(), checkpoint,
-                     int(state.get(CK_TRAIN_STATE, {}).get("step", 0)))
+                     int(state.get(CK_TRAIN_STATE, {}).get(TS_STEP, 0)))

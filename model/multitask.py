@@ -7,10 +7,11 @@ here, inside forward, so training, evaluation and argmax all see the same masked
 from __future__ import annotations
 
 import torch
-from nlu_collapse.config import TINY_MAX_LENGTH, Config
-from nlu_collapse.model.masking import MaskValue, apply_mask
 from torch import nn
 from transformers import AutoModel, BertConfig, BertModel, PreTrainedModel
+
+from nlu_collapse.config import TINY_MAX_LENGTH, Config
+from nlu_collapse.model.masking import MaskValue, apply_mask
 
 
 def tiny_architecture(cfg: Config) -> dict:

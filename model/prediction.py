@@ -8,6 +8,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+
 from nlu_collapse.data import LabelSpace
 from nlu_collapse.model.tokenization import Encoded, collate
 

@@ -14,9 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
-from nlu_collapse.data import UNKNOWN, Example, LabelSpace
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from nlu_collapse.data import UNKNOWN, Example, LabelSpace
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

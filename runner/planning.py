@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import yaml
+
 from nlu_collapse.config import (  # the flags train.py accepts
     Config,
     build_parser,

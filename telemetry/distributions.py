@@ -6,6 +6,7 @@ Everything a step logs is moved to the host in one transfer (`to_host`).
 from __future__ import annotations
 
 import torch
+
 from nlu_collapse.data import UNKNOWN
 from nlu_collapse.telemetry import keys
 

@@ -26,9 +26,10 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
+
 from nlu_collapse.model.checkpoint import rng_state, set_rng_state
 from nlu_collapse.telemetry import keys
-from torch.overrides import TorchFunctionMode
 
 MODES = ("off", "first", "every")
 REPO = Path(__file__).resolve().parent.parent

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.wandb_values import to_wandb

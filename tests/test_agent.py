@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from nlu_collapse.analysis import report
 from nlu_collapse.analysis.dashboard import COLLAPSE_PANELS, history_keys
 from nlu_collapse.analysis.records import HISTORY_KEYS, load_wandb

@@ -3,6 +3,7 @@ import json
 import math
 
 import pytest
+
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.report import build_report, factor_effects, grid, paired_deltas
 from nlu_collapse.analysis.stats import paired_interval

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch.nn.functional as F
+
 from nlu_collapse import train
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.report import build_report
@@ -12,7 +13,6 @@ from nlu_collapse.data.formats import write_jointbert_split
 from nlu_collapse.evaluation.errors import confusion_rows, span_errors
 from nlu_collapse.runner import planning
 from nlu_collapse.telemetry.record import read_history
-
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent

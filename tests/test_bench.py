@@ -7,10 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.bench import bare_rate
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import read_history
-
-from bench.bench import bare_rate
 from tests.datasets import write_imbalanced
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,7 @@
 """The CUDA path: mixed precision training and masking on a GPU. Skipped on machines without one."""
 import pytest
 import torch
+
 from nlu_collapse import train
 from nlu_collapse.losses import focal_loss
 from nlu_collapse.model import apply_mask

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from nlu_collapse.analysis.dashboard import COLLAPSE_PANELS, GROUP_BY, SECTIONS, build_workspace, group_by, main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,6 +3,7 @@ import logging
 from collections import Counter
 
 import pytest
+
 from nlu_collapse.data import DataError, Example, load_dataset
 from nlu_collapse.data.card import card
 from nlu_collapse.data.formats import (

@@ -1,4 +1,5 @@
 import pytest
+
 from nlu_collapse.data import Example
 from nlu_collapse.data.labels import build_label_space
 from nlu_collapse.evaluation import compute_metrics

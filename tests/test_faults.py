@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from nlu_collapse import train
 from nlu_collapse.config import parse_config
 from nlu_collapse.model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
@@ -28,7 +29,6 @@ from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.runner import planning
 from nlu_collapse.safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
 from nlu_collapse.telemetry.record import RunRecord, read_history
-
 from tests.datasets import write_generated
 from tests.scripts import local
 

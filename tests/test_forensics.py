@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import get_linear_schedule_with_warmup
+
 from nlu_collapse import train
 from nlu_collapse.analysis import diagnose
 from nlu_collapse.config import parse_config
@@ -15,7 +17,6 @@ from nlu_collapse.model import encode
 from nlu_collapse.model.tokenization import collate
 from nlu_collapse.telemetry.forensics import Forensics
 from nlu_collapse.telemetry.record import read_history, read_json
-from transformers import get_linear_schedule_with_warmup
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--epochs=1", "--threads=1", "--task_grad_every=0", "--wandb_mode=disabled"]

@@ -15,9 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse.runner import launching
 from nlu_collapse.safeio import read_json
-
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent

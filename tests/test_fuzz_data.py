@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from nlu_collapse.data.formats import TAG_RE, DataError, read_jointbert_split, read_jsonl_split, read_massive
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,

@@ -4,10 +4,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.data import load_dataset
 from nlu_collapse.telemetry.health import HealthMonitor, dominant, eval_evidence
-
 from tests.datasets import write_imbalanced
 
 

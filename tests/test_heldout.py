@@ -4,6 +4,7 @@ import csv
 import statistics
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.analysis import heldout
 from nlu_collapse.data import load_dataset
@@ -16,7 +17,6 @@ from nlu_collapse.model import encode
 from nlu_collapse.model.loading import load_run
 from nlu_collapse.model.prediction import predict_encoded
 from nlu_collapse.telemetry import keys
-
 from tests.datasets import write_generated
 
 

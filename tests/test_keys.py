@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.analysis import dashboard, plots, records, report
 from nlu_collapse.telemetry import keys

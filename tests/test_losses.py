@@ -3,6 +3,7 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
+
 from nlu_collapse.config import parse_warmup
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, focal_loss
 

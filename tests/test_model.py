@@ -1,11 +1,12 @@
 import pytest
 import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
 from nlu_collapse.config import parse_config, parse_mask_value
 from nlu_collapse.data import load_dataset
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights
 from nlu_collapse.model import MultiTaskNLU, apply_mask, build_encoder, build_tiny_tokenizer, encode
 from nlu_collapse.model.tokenization import collate
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 INVALID = torch.tensor([False, False, True, False])
 

@@ -11,6 +11,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import predict, train
 from nlu_collapse.data import Example, load_dataset
 from nlu_collapse.data.phone_assistant import generate, strip_diacritics
@@ -125,8 +126,9 @@ def test_labels_and_mask_come_from_the_record(runs):
 def test_hugging_face_encoder_run_loads_without_its_source(tmp_path, small_data, capsys):
     """`--encoder=<dir>`: the architecture is read from the run's encoder/config.json, so the run
     still loads after the encoder's own directory is gone (as a hub model is, offline)."""
-    from nlu_collapse.model import build_tiny_tokenizer
     from transformers import BertConfig, BertModel
+
+    from nlu_collapse.model import build_tiny_tokenizer
 
     source = tmp_path / "my-encoder"
     tokenizer = build_tiny_tokenizer(load_dataset(str(small_data)).splits["train"])

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.analysis import heldout
 from nlu_collapse.analysis.records import load_local
@@ -19,7 +20,6 @@ from nlu_collapse.runfolder import RunFolder, SweepFolder
 from nlu_collapse.runner import planning
 from nlu_collapse.safeio import read_json
 from nlu_collapse.telemetry.record import read_history
-
 from tests.datasets import write_imbalanced
 from tests.scripts import local
 

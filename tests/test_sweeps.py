@@ -3,9 +3,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse.config import Config, parse_config
 from nlu_collapse.runner import planning
-
 from tests.scripts import local
 
 ROOT = Path(__file__).resolve().parent.parent

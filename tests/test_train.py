@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from nlu_collapse import train
 from nlu_collapse.config import Config, parse_config
 from nlu_collapse.runfolder import RunFolder

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.tune import build_tune_report, marginals, pick, scored_runs

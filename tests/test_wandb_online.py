@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from nlu_collapse import train
 from nlu_collapse.telemetry.record import read_json
 from nlu_collapse.telemetry.tracking import resolve_mode

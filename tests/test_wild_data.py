@@ -8,6 +8,7 @@ import time
 from collections import Counter
 
 import pytest
+
 from nlu_collapse import data
 from nlu_collapse.data import Example, load_dataset, materialize_embedded
 from nlu_collapse.data.card import card
