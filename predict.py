@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.health import NOT_LEARNED
 
 log = logging.getLogger("predict")
 
@@ -109,6 +110,9 @@ def verdict(run) -> str:
     if summary.get(keys.COLLAPSED):
         return (head + f"COLLAPSED at step {summary.get(keys.COLLAPSE_STEP)} ({reasons}); "
                 "its predictions below are what it learned")
+    if summary.get(keys.OUTCOME) == NOT_LEARNED:
+        evidence = "; ".join(summary.get(keys.OUTCOME_EVIDENCE) or [])
+        return head + f"NOT LEARNED YET ({evidence}); its predictions below are what it learned so far"
     if summary.get(keys.STATUS) != "finished":
         return head + f"no final verdict (summary.json status: {summary.get(keys.STATUS, 'missing')})"
     f1 = {task: keys.split_metric("test", keys.ENTITY_F1 if task == "entity" else keys.macro_f1(task))

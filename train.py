@@ -31,9 +31,9 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
-from nlu_collapse.data import Dataset, load_dataset
+from nlu_collapse.data import UNKNOWN, Dataset, load_dataset
 from nlu_collapse.data.fingerprint import differences as data_differences
-from nlu_collapse.data.labels import label_differences
+from nlu_collapse.data.labels import label_differences, masked_gold
 from nlu_collapse.evaluation import compute_metrics
 from nlu_collapse.evaluation.errors import confusion_rows, span_errors
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
@@ -232,11 +232,22 @@ class Evaluator:
     pad_id: int
     autocast: object
 
+    def __post_init__(self):
+        self.masked = torch.tensor(self.dataset.labels.invalid_mask, device=self.device)
+
+    def loss(self, logits: dict, batch: dict, epoch: int) -> torch.Tensor:
+        """The split's loss without the tokens whose gold tag the model masks (an I- tag train never has):
+        each would add a cross-entropy of about 1e9 that says nothing of the model. They are counted in
+        `<split>/entity/gold_masked`, and entity F1 still scores them as errors."""
+        tags = batch["tags"]
+        masked = (tags >= 0) & self.masked[tags.clamp(min=0)]
+        return self.criterion(logits, {**batch, "tags": tags.masked_fill(masked, UNKNOWN)}, epoch)[0]
+
     def __call__(self, split: str, epoch: int):
         """(metrics under `val/` or `test/`, predictions, per-type entity report) of one split."""
         predictions = predict_encoded(self.model, self.encoded[split], self.dataset.labels, self.batch_size,
                                       self.device, self.pad_id,
-                                      loss_fn=lambda logits, batch: self.criterion(logits, batch, epoch)[0],
+                                      loss_fn=lambda logits, batch: self.loss(logits, batch, epoch),
                                       autocast=self.autocast)
         scores, entity_types = compute_metrics(self.dataset.splits[split], predictions, self.dataset.labels)
         metrics = {keys.split_metric(split, name): value for name, value in scores.items()}
@@ -361,6 +372,13 @@ def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
         functorch_config.donated_buffer = False  # task-gradient norms backpropagate through the graph twice
         model.compile(dynamic=True)  # in place: the state_dict keys stay those of the plain model
     criterion, class_weights = build_criterion(cfg, dataset.labels)
+    for split in ("dev", "test"):
+        masked = masked_gold(dataset.labels, dataset.splits[split])
+        if masked:
+            log.warning("%s: %d tokens have a gold tag the model masks (never seen in train: %s): they cannot be "
+                        "right; left out of %s/loss, counted in %s, errors in entity F1", split,
+                        sum(masked.values()), ", ".join(f"{tag} {n}" for tag, n in masked.most_common()),
+                        keys.SPLIT_NAMESPACE[split], keys.split_metric(split, keys.entity_eval(keys.GOLD_MASKED)))
     total_steps = min(cfg.max_steps or sys.maxsize, cfg.epochs * math.ceil(len(encoded["train"]) / cfg.batch_size))
     optimizer = build_optimizer(model, cfg)
     optimisation = Optimisation(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.health import NOT_LEARNED
 from nlu_collapse.telemetry.record import read_history, read_json
 
 # Flags that are raised in healthy runs too (pred_non_O is out of the 15-35% band in most steps of
@@ -236,6 +237,8 @@ def render(run: RunData) -> str:
     if summary.get(keys.COLLAPSED):
         lines.append(f"Verdict: COLLAPSED at step {summary.get(keys.COLLAPSE_STEP)} "
                      f"({'; '.join(summary.get(keys.COLLAPSE_REASONS) or [])})")
+    elif summary.get(keys.OUTCOME) == NOT_LEARNED:
+        lines.append(f"Verdict: NOT LEARNED YET ({'; '.join(summary.get(keys.OUTCOME_EVIDENCE) or [])})")
     else:
         lines.append("Verdict: healthy" + ("" if summary.get(keys.STATUS) == "finished" else " so far"))
     lines += ["Timeline:"] + [f"  {label:<17} {text}" for label, text in timeline(run)]

@@ -22,6 +22,7 @@ from pathlib import Path
 from nlu_collapse.analysis.records import RecordedRun, load_local, load_wandb
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.health import NOT_LEARNED
 
 # The write-up's two configurations and its own expectations (guesses, not measurements).
 BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
@@ -114,6 +115,12 @@ def collapse_rate(runs: list[RecordedRun]) -> str:
     return f"{sum(bool(r.summary.get(keys.COLLAPSED)) for r in runs)}/{len(runs)}"
 
 
+def not_learned_rate(runs: list[RecordedRun]) -> str:
+    """Runs that ended inside their initial degenerate phase with the loss still falling (a budget too
+    short, not a collapse: telemetry/health.py)."""
+    return f"{sum(r.summary.get(keys.OUTCOME) == NOT_LEARNED for r in runs)}/{len(runs)}"
+
+
 def first_nonfinite(runs: list[RecordedRun]) -> str:
     steps = sorted({r.summary.get(keys.FIRST_NONFINITE_STEP) for r in runs} - {None})
     return ", ".join(map(str, steps)) or "never"
@@ -156,6 +163,7 @@ def grid(runs: list[RecordedRun], factors: list[str], planned: list[RecordedRun]
         for label, metric in [*EFFECT_METRICS, ("pred_non_O", TEST_PRED_NON_O), ("final loss", FINAL_LOSS)]:
             row[label] = fmt_mean_std(*summarize(members, metric))
         row["collapsed"] = collapse_rate(members)
+        row["not learned yet"] = not_learned_rate(members)
         row["transient episodes"] = transient_episodes(members)
         row["first non-finite step"] = first_nonfinite(members)
         row["origin of the first NaN"] = nan_origin(members)

@@ -71,6 +71,12 @@ def build_label_space(train: list[Example]) -> LabelSpace:
     )
 
 
+def masked_gold(labels: LabelSpace, examples: list[Example]) -> Counter:
+    """Gold tags of `examples` that the model masks (I- tags train never has), with their counts."""
+    invalid = set(labels.invalid_tags)
+    return Counter(tag for ex in examples for tag in ex.tags if tag in invalid)
+
+
 def count_unknown(labels: LabelSpace, split: str, examples: list[Example]) -> Counter:
     """Labels of a dev/test split that train never saw; logs one warning with the counts."""
     unknown = Counter()

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.metrics import f1_score as macro_f1
 
 from nlu_collapse.data import Example, LabelSpace
+from nlu_collapse.data.labels import masked_gold
 from nlu_collapse.model.prediction import Predictions
 from nlu_collapse.telemetry import keys
 
@@ -42,6 +43,7 @@ def compute_metrics(examples: list[Example], pred: Predictions,
         keys.macro_f1("intent"): macro_f1(gold_intents, pred.intents, average="macro", zero_division=0),
         keys.entity_eval(keys.PRED_NON_O): sum(t != "O" for t in words) / max(len(words), 1),
         keys.entity_eval(keys.MASKED_PRED): float(sum(t in invalid for t in words)),
+        keys.entity_eval(keys.GOLD_MASKED): float(sum(masked_gold(labels, examples).values())),
         keys.EVAL_LOSS: pred.loss,
     }
     right = [gi == pi and gt == pt for gi, pi, gt, pt in zip(gold_intents, pred.intents, gold_tags, pred_tags)]

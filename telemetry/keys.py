@@ -69,6 +69,9 @@ def label_table(task: str) -> str:
 
 HISTOGRAMS = tuple(key for task in TASKS for key in (pred_counts(task), gold_counts(task)))
 PRED_NON_O, GOLD_NON_O, MASKED_PRED = "pred_non_O", "gold_non_O", "masked_pred"  # entity leaves, train and eval
+# Eval only: gold tokens whose tag the model masks (an I- tag train never has); no model can get them
+# right, so the split's loss leaves them out, and entity F1 still counts them as errors.
+GOLD_MASKED = "gold_masked"
 
 
 def entity_dist(leaf: str) -> str:
@@ -92,6 +95,8 @@ def health(flag: str) -> str:
     return f"health/{flag}"
 
 
+OUTCOME = health("outcome")  # healthy | collapsed | not learned yet (telemetry/health.py)
+OUTCOME_EVIDENCE = health("outcome_evidence")  # for `not learned yet`: why, and what to do
 COLLAPSED = health("collapsed")
 COLLAPSE_STEP = health("collapse_step")
 COLLAPSE_REASONS = health("collapse_reasons")

@@ -219,14 +219,15 @@ class Tracker:
             artifact.add_dir(str(folder.tokenizer), name=folder.tokenizer.name)
         self.run.log_artifact(artifact, aliases=["best"])
 
-    def alert(self, title: str, text: str) -> None:
-        """Fires once per run (W&B stores it offline and sends it after `wandb sync`)."""
+    def alert(self, title: str, text: str, error: bool = False) -> None:
+        """Fires once per run, at level ERROR or WARN (W&B stores it offline and sends it after `wandb sync`)."""
         if self._alerted:
             return
         self._alerted = True
-        log.warning("%s: %s", title, text)
+        log.log(logging.ERROR if error else logging.WARNING, "%s: %s", title, text)
         if self.run is not None:
-            self.run.alert(title=title, text=text)
+            level = self.wandb.AlertLevel.ERROR if error else self.wandb.AlertLevel.WARN
+            self.run.alert(title=title, text=text, level=level)
 
     def finish(self, status: str) -> None:
         self.summary({keys.STATUS: status})

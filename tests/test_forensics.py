@@ -166,7 +166,7 @@ def test_diagnose_explains_a_nan_collapse(dense_runs, capsys):
 
 def test_diagnose_explains_a_prediction_collapse_without_nan(small_data, tmp_path):
     """O weighted 50x pushes every token to O: no NaN, an all-O collapse the entity gradient drove."""
-    summary, run_dir, _ = run(tmp_path, small_data, "--o_weight=50", "--collapse_window=5", "--max_steps=20",
+    summary, run_dir, _ = run(tmp_path, small_data, "--o_weight=50", "--collapse_window=2", "--max_steps=40",
                               "--task_grad_every=5")
     reasons = summary["health/collapse_reasons"]
     assert any("100% of entity predictions O" in reason for reason in reasons), reasons

@@ -1,4 +1,5 @@
 """The collapse verdict: hand-built step sequences and evaluations, then genuine runs on imbalanced data."""
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -8,6 +9,7 @@ import pytest
 from nlu_collapse import train
 from nlu_collapse.data import load_dataset
 from nlu_collapse.telemetry.health import HealthMonitor, dominant, eval_evidence
+from nlu_collapse.telemetry.record import read_history
 from tests.datasets import write_imbalanced
 
 
@@ -65,22 +67,37 @@ def test_a_transient_majority_phase_that_recovers_is_an_episode_not_a_collapse()
         {"kind": "one_intent", "first_step": 1, "last_step": 50, "recovered": True}]
 
 
-def test_the_same_phase_lasting_to_the_end_is_a_collapse_dated_from_its_start():
+def _initial_phase_to_the_end(loss_at) -> dict:
     monitor = HealthMonitor(window=20)
     for step in range(1, 11):
         monitor.update(step, scalars())
-    for step in range(11, 201):
-        monitor.update(step, MAJORITY_PHASE)
+    _phase(monitor, range(11, 201), loss_at)
     monitor.check_eval(0, 100, degenerate_eval())
     monitor.check_eval(1, 200, degenerate_eval())
     monitor.finalize()
-    verdict = monitor.verdict()
+    return monitor.verdict()
+
+
+def test_the_initial_phase_lasting_to_the_end_with_a_flat_loss_is_not_learned_yet():
+    """A run cannot tell a plateau it is about to leave from one it never will: it says what it saw."""
+    verdict = _initial_phase_to_the_end(lambda step: 1.0)
+    assert verdict["health/outcome"] == "not learned yet" and verdict["health/collapsed"] is False
+    assert any(text.startswith("steps 11-200, to the end of training: ") and "since step 11; loss flat: median "
+               "1.000 then 1.000 over 190 logged steps" in text for text in verdict["health/outcome_evidence"])
+
+
+def test_the_initial_phase_lasting_to_the_end_with_a_rising_loss_is_a_collapse_dated_from_its_start():
+    verdict = _initial_phase_to_the_end(lambda step: 1.0 + 0.01 * step)
     assert verdict["health/collapsed"] is True and verdict["health/collapse_step"] == 11
-    assert verdict["health/first_nonfinite_step"] is None
+    assert verdict["health/first_nonfinite_step"] is None and verdict["health/outcome"] == "collapsed"
     reasons = verdict["health/collapse_reasons"]
-    assert "dev epoch 1 (step 200): 100% of entity predictions O (gold 25% non-O)" in reasons
-    assert "dev epoch 1 (step 200): one intent (a) for all 2 sentences (gold: 2 intents, largest a 50%)" in reasons
+    rising = "; its loss is rising (median 1.580 then 2.530 over 190 logged steps, A = 0.00"
+    assert any(r.startswith("dev epoch 1 (step 200): 100% of entity predictions O (gold 25% non-O)" + rising)
+               for r in reasons)
+    assert any(r.startswith("dev epoch 1 (step 200): one intent (a) for all 2 sentences (gold: 2 intents, largest "
+                            "a 50%)" + rising) for r in reasons)
     assert any(r.startswith("steps 11-200, to the end of training: ") for r in reasons)
+    assert verdict["health/outcome_evidence"] == []
     assert {e["kind"]: e["recovered"] for e in verdict["health/episodes"]} == {"entity_all_O": False, "one_intent": False}
 
 
@@ -176,3 +193,122 @@ def test_first_nonfinite_step_counts_a_nan_gradient_under_a_finite_loss():
     monitor.check_finite(3, 1.0, float("nan"))
     monitor.check_finite(4, float("nan"), float("nan"))
     assert monitor.first_nonfinite_step == 3 == monitor.collapse_step
+
+
+# --- outcomes: collapsed, not learned yet, healthy (any budget, any data)
+def _phase(monitor, steps, loss_at):
+    for step in steps:
+        monitor.update(step, {**MAJORITY_PHASE, "loss/total": loss_at(step)})
+
+
+def test_a_budget_that_ends_inside_the_initial_phase_with_the_loss_falling_is_not_learned_yet():
+    monitor = HealthMonitor(window=20)
+    for step in range(1, 11):  # random initial predictions
+        monitor.update(step, scalars(loss=2.2))
+    _phase(monitor, range(11, 61), lambda step: 1.8 - 0.01 * (step - 11) + 0.05 * math.sin(step))
+    monitor.check_eval(0, 60, degenerate_eval())
+    monitor.finalize()
+    verdict = monitor.verdict()
+    assert verdict["health/outcome"] == "not learned yet" and verdict["health/collapsed"] is False
+    assert verdict["health/collapse_step"] is None and verdict["health/collapse_reasons"] == []
+    evidence = verdict["health/outcome_evidence"]
+    assert any(text.startswith("steps 11-60, to the end of training: ") and "since step 11" in text
+               and text.endswith("train longer") for text in evidence)
+
+
+def test_falling_back_after_recovering_is_a_collapse_even_with_the_loss_falling():
+    monitor = HealthMonitor(window=20)
+    _phase(monitor, range(1, 31), lambda step: 2.0)
+    for step in range(31, 101):
+        monitor.update(step, scalars(loss=1.0))
+    monitor.check_eval(0, 100, healthy_eval())
+    _phase(monitor, range(101, 161), lambda step: 3.0 - 0.01 * (step - 101))
+    monitor.check_eval(1, 160, degenerate_eval())
+    monitor.finalize()
+    verdict = monitor.verdict()
+    assert verdict["health/outcome"] == "collapsed" and verdict["health/collapse_step"] == 101
+    reasons = verdict["health/collapse_reasons"]
+    assert len(reasons) == 4  # all O and one intent, each on train batches and on dev
+    assert all(r.endswith("; it fell back: an earlier episode of it (steps 1-30) had recovered") for r in reasons)
+
+
+def test_outcome_state_round_trips_through_a_checkpoint():
+    monitor = HealthMonitor(window=4)
+    _phase(monitor, range(1, 9), lambda step: 2.0 - 0.1 * step)
+    restored = HealthMonitor(window=4)
+    restored.load_state_dict(monitor.state_dict())
+    for each in (monitor, restored):
+        _phase(each, range(9, 13), lambda step: 2.0 - 0.1 * step)
+        each.finalize()
+    assert restored.verdict() == monitor.verdict()
+
+
+def test_a_60_step_run_of_the_default_configuration_is_not_learned_yet_and_alerts_nothing(tmp_path, caplog):
+    summary = _train("phone-assistant-wild", tmp_path, "--max_steps=60")
+    assert summary["health/outcome"] == "not learned yet" and summary["health/collapsed"] is False
+    assert summary["health/outcome_evidence"] and not any("Training collapsed" in r.message for r in caplog.records)
+
+
+def test_a_short_budget_on_test_made_imbalanced_data_is_never_called_collapsed(imbalanced, tmp_path, caplog):
+    for steps in (15, 30, 60):
+        summary = _train(imbalanced, tmp_path, f"--max_steps={steps}", f"--run_id=short{steps}")
+        assert summary["health/outcome"] in ("not learned yet", "healthy"), summary["health/collapse_reasons"]
+    assert not any("Training collapsed" in r.message for r in caplog.records)
+
+
+def test_a_60_step_dense_inf_run_is_collapsed_at_step_1_with_an_error_level_alert(tmp_path, caplog):
+    summary = _train("phone-assistant-wild", tmp_path, "--max_steps=60", "--mask_value=-inf")
+    assert summary["health/outcome"] == "collapsed" and summary["health/collapse_step"] == 1
+    alerts = [r for r in caplog.records if "Training collapsed" in r.message]
+    assert len(alerts) == 1 and alerts[0].levelname == "ERROR"
+
+
+def test_a_run_that_learns_then_falls_into_one_class_is_collapsed_from_the_fall(imbalanced, tmp_path, monkeypatch,
+                                                                                 caplog):
+    """A learning-rate jump mid-run (x200 after step 60 of 100): the model had learned, then predicts
+    one intent and all O."""
+    real_step = train.Optimisation.step
+
+    def step(self):
+        real_step(self)
+        if self.scheduler.last_epoch == 60:
+            self.scheduler.base_lrs = [lr * 200 for lr in self.scheduler.base_lrs]
+
+    monkeypatch.setattr(train.Optimisation, "step", step)
+    summary = _train(imbalanced, tmp_path, "--epochs=4", "--threads=2")
+    assert summary["health/outcome"] == "collapsed" and 60 < summary["health/collapse_step"] <= 100
+    assert all("it fell back" in reason for reason in summary["health/collapse_reasons"])
+    alerts = [r for r in caplog.records if "Training collapsed" in r.message]
+    assert len(alerts) == 1 and alerts[0].levelname == "WARNING"
+
+
+def test_masked_gold_tags_are_counted_and_left_out_of_the_loss(tmp_path):
+    """Test sentences with an I- tag that train never has (a single-token type continued): the model
+    masks it, so no model gets those tokens right; the test loss leaves them out and says how many."""
+    data = write_imbalanced(tmp_path / "data", n_train=400, n_eval=100)
+    labels = load_dataset(str(data)).labels
+    masked_types = {tag[2:] for tag in labels.invalid_tags}
+    rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    inserted = 0
+    for row in rows:
+        for i, tag in enumerate(row["tags"][:-1]):
+            if tag.startswith("B-") and tag[2:] in masked_types and row["tags"][i + 1] == "O":
+                row["tags"][i + 1] = f"I-{tag[2:]}"
+                inserted += 1
+                break
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert inserted >= 5
+    summary = _train(data, tmp_path, "--epochs=2", "--run_id=masked")
+    assert summary["test/entity/gold_masked"] == inserted
+    assert [row["val/entity/gold_masked"] for row in read_history(tmp_path / "masked" / "history.jsonl")
+            if "val/entity/gold_masked" in row] == [0, 0]
+    assert math.isfinite(summary["test/loss"]) and summary["test/loss"] < 20  # not ~1e9 per masked token
+
+
+def test_a_flat_loss_through_a_phase_longer_than_any_healthy_initial_phase_is_a_collapse():
+    monitor = HealthMonitor(window=20)  # the plateau rule: 10 windows, 200 logged steps
+    _phase(monitor, range(1, 261), lambda step: 1.0 + 0.05 * math.sin(step))
+    monitor.finalize()
+    verdict = monitor.verdict()
+    assert verdict["health/outcome"] == "collapsed" and verdict["health/collapse_step"] == 1
+    assert all("its loss has stopped improving over 260 logged steps" in r for r in verdict["health/collapse_reasons"])
