@@ -15,6 +15,7 @@ import tempfile
 
 from nlu_collapse import train
 from nlu_collapse.data import EMBEDDED
+from nlu_collapse.telemetry import keys
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
                     with contextlib.redirect_stdout(io.StringIO()):  # the run's own verdict line
                         summary = train.main([f"--data={data}", f"--max_steps={steps}", f"--seed={seed}",
                                               f"--output_dir={out}", "--wandb_mode=disabled", "--task_grad_every=0"])
-                    print(f"| {data} | {steps} | {seed} | {summary['health/outcome']} | "
-                          f"{summary['health/collapse_step'] or '-'} |", flush=True)
+                    print(f"| {data} | {steps} | {seed} | {summary[keys.OUTCOME]} | "
+                          f"{summary[keys.COLLAPSE_STEP] or '-'} |", flush=True)
 
 
 if __name__ == "__main__":
