@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from nlu_collapse.analysis.records import RecordedRun, load_local
-from nlu_collapse.analysis.report import markdown_table, write_csv
+from nlu_collapse.analysis.report import markdown_table, not_counted, write_csv
 from nlu_collapse.analysis.stats import fmt_mean_std, mean_std
 from nlu_collapse.config import Config
 from nlu_collapse.telemetry import keys
@@ -177,7 +177,7 @@ def pick_line(label: str, chosen: tuple[RecordedRun, dict] | None, why_none: str
 
 def unfinished(runs: list[RecordedRun]) -> list[dict]:
     return [{"run": run.run_id, "status": run.status, **{c: setting(run, f) for c, f in PARAMS.items()},
-             "error": run.summary.get(keys.ERROR, "")} for run in runs if run.status != "finished"]
+             "error": run.summary.get(keys.ERROR, "")} for run in runs if run.counted and run.status != "finished"]
 
 
 def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_seconds: float | None = None) -> str:
@@ -187,7 +187,8 @@ def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_sec
     table = [run_row(run, dev) for run, dev in pairs]
     margins = marginals(pairs)
     n_collapsed = sum(collapsed(run) for run, _ in pairs)
-    parts = [f"# {title}\n\n", f"{len(runs)} runs: {len(pairs)} finished, {len(runs) - len(pairs)} not. "
+    counted = [run for run in runs if run.counted]
+    parts = [f"# {title}\n\n", f"{len(counted)} runs: {len(pairs)} finished, {len(counted) - len(pairs)} not. "
              "Scores are on dev (`val/`, the kept epoch); test is not read.\n",
              "\n## The pick (dev entity F1, collapsed runs excluded)\n\n",
              pick_line("Best run", pick(pairs), f"none of {len(pairs)} finished runs qualifies "
@@ -206,6 +207,9 @@ def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_sec
               markdown_table([shown_marginal(r) for r in margins]),
               "\n## Runs not finished (missing, failed, crashed or still running)\n\n",
               markdown_table(unfinished(runs))]
+    if len(counted) < len(runs):
+        parts += ["\n## Runs not counted (stale: not of this plan; duplicate: a second record of a counted run)\n\n",
+                  markdown_table(not_counted(runs))]
     report = "".join(parts)
     (out / "tune.md").write_text(report, encoding="utf-8")
     write_csv(out / "tune_runs.csv", table)

@@ -179,3 +179,17 @@ def test_heldout_refuses_a_test_split_swapped_for_other_sentences_of_the_same_si
         heldout.main([str(folder.path), f"--out={data.parent / 'heldout'}"])
     assert f"{folder.path}: {data} is not the data the run was trained on (test split changed)" in \
         capsys.readouterr().err
+
+
+def test_tune_counts_a_copied_run_once_and_lists_it(tmp_path, capsys):
+    from nlu_collapse.analysis.tune import build_tune_report
+
+    data = write_imbalanced(tmp_path / "data", n_train=96, n_eval=24, n_intents=6, n_types=10)
+    sweep = write_sweep(tmp_path / "tiny.yaml", data, epochs=1)
+    code, _ = run_sweep(sweep, tmp_path / "out", capsys)
+    folder = SweepFolder(tmp_path / "out" / "tiny")
+    first = read_json(folder.manifest)["runs"][0]["run_id"]
+    shutil.copytree(folder.run(first).path, folder.runs / "copied")
+    report = build_tune_report(load_local(folder.path), "tiny", tmp_path / "tune")
+    assert code == 0 and "2 runs: 2 finished, 0 not." in report
+    assert "| copied | duplicate |" in report and f"the same run as {first} (same identity), not counted" in report
