@@ -92,6 +92,13 @@ ALL_O, ONE_INTENT, ONE_COMMAND = "entity_all_O", "one_intent", "one_command"
 NOT_COUNTED = ("pred_non_O_out_of_band", "intent_out_of_band", "degenerate")
 
 
+def _keep_last(values: list[float], value: float, most: int) -> None:
+    """Append in place, keeping the last `most` values (no copy on the per-step path)."""
+    values.append(value)
+    if len(values) > most:
+        del values[:len(values) - most]
+
+
 def dominant(pred_share: float, gold_share: float) -> bool:
     """The predicted majority class covers far more of the batch than the gold majority class does:
     more than half of the room left above the gold share. A 90%-one-intent batch predicted exactly
@@ -183,13 +190,13 @@ class HealthMonitor:
         flags["clip_every_step"] = clipped.length >= self.window
         if math.isfinite(loss):
             self.loss_mean = loss if self.loss_mean is None else 0.9 * self.loss_mean + 0.1 * loss
-            self.recent_losses = (self.recent_losses + [loss])[-2 * self.window:]
+            _keep_last(self.recent_losses, loss, 2 * self.window)
         for kind, holds in conditions.items():
             self._streak(kind, holds, step)
         if not flags["degenerate"]:
-            self.phase_losses = []
+            self.phase_losses.clear()
         elif math.isfinite(loss):
-            self.phase_losses = (self.phase_losses + [loss])[-PHASE_LOSSES_KEPT:]
+            _keep_last(self.phase_losses, loss, PHASE_LOSSES_KEPT)
 
         out = {keys.health(name): float(raised) for name, raised in flags.items()}
         out[keys.PROBLEMS] = float(sum(raised for name, raised in flags.items() if name not in NOT_COUNTED))
