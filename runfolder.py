@@ -201,10 +201,6 @@ def previous(path: Path) -> Path:
     return path.with_name(path.stem + ".prev" + path.suffix)
 
 
-def read_summary(run_dir: str | Path) -> dict:
-    return RunFolder(run_dir).read_summary()
-
-
 class SweepFolder:
     """Where each file of one sweep lives (what sweeps/local.py writes and analysis/ reads)."""
 

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> Report:
         parser.error(str(err))
     groups = group(runs)
     markdown = render(runs, groups, left_out, args.checkpoint)
-    out = args.out or args.paths[0] / "report"
+    out = args.out or SweepFolder(args.paths[0]).report
     out.mkdir(parents=True, exist_ok=True)
     (out / "heldout.md").write_text(markdown, encoding="utf-8")
     write_csv(out / "heldout.csv", csv_rows(groups))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nlu_collapse.analysis.records import RecordedRun, load_local, load_wandb
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
+from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.health import NOT_LEARNED
 
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> str:
             except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
                 parser.error(str(err))
         title = "Sweep " + " + ".join(folder.name for folder in args.folders)
-        out = args.out or args.folders[0] / "report"
+        out = args.out or SweepFolder(args.folders[0]).report
     else:
         parser.error("give a sweep folder or --wandb ENTITY/PROJECT")
     report = build_report(runs, title, out, plots=not args.no_plots)

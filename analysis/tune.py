@@ -30,6 +30,7 @@ from nlu_collapse.analysis.records import RecordedRun, load_local
 from nlu_collapse.analysis.report import markdown_table, not_counted, write_csv
 from nlu_collapse.analysis.stats import fmt_mean_std, mean_std
 from nlu_collapse.config import Config
+from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.telemetry import keys
 
 # Table column -> the train.py flag the search varies.
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> str:
         runs = load_local(args.folder)
     except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
         parser.error(str(err))
-    out = args.out or args.folder / "report"
+    out = args.out or SweepFolder(args.folder).report
     report = build_tune_report(runs, f"Tuning search {args.folder.name}", out, args.budget_seconds)
     print(report)
     print(f"written to {out}")

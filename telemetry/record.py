@@ -15,10 +15,10 @@ import os
 import time
 from pathlib import Path
 
-from nlu_collapse.runfolder import RUN_LOCK, RunFolder, read_summary
+from nlu_collapse.runfolder import RUN_LOCK, RunFolder
 from nlu_collapse.safeio import DuplicateKeyError, FolderLock, atomic_write_text, loads_unique, read_json, storage_error
 
-__all__ = ["RunRecord", "read_history", "read_json", "read_summary", "write_json"]
+__all__ = ["RunRecord", "read_history", "read_json", "write_json"]
 
 log = logging.getLogger(__name__)
 

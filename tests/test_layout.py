@@ -18,7 +18,7 @@ SOURCES = sorted(p for p in ROOT.rglob("*.py") if p.name != "__init__.py" or p.p
 # File names count wherever they stand; folder names (ordinary words) where a path is joined with them.
 FILE_NAMES = ("config.json", "history.jsonl", "summary.json", "forensics.jsonl", "sweep.json", "best.pt", "last.pt",
               "last.prev.pt", ".lock", ".runner.lock")
-FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "runs", "logs")
+FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "runs", "logs", "report")
 # Floors, bottom first: a module may import its own floor and those below, never one above.
 FLOORS = [{"config", "safeio", "runfolder", "telemetry.keys"}, {"data"}, {"model", "losses"}, {"evaluation"},
           {"telemetry"}, {"train", "predict", "runner"}, {"analysis", "sweeps", "bench"}]
