@@ -69,7 +69,7 @@ RANGES = {
 }
 # Flags renamed since a run was recorded: old name -> new name (a saved config.json is read under the new one).
 RENAMED = {"alpha": "entity_loss_scale"}
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one safe path component, never `..` or a `/`
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one safe path component, never `..` or a `/`
 TINY_MAX_LENGTH = 128  # the tiny encoder's position embeddings
 
 

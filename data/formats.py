@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 FORMATS = ("jsonl", "jointbert", "massive")
-TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
+TAG_RE = re.compile(r"O|[BI]-\S+")  # used with fullmatch: `$` would also accept a trailing newline
 
 
 class DataError(ValueError):
@@ -55,7 +55,7 @@ def check_tags(tokens: list[str], tags: list[str], where: str, repairs: list[str
     fixed = []
     previous = "O"
     for tag in tags:
-        if not TAG_RE.match(tag):
+        if not TAG_RE.fullmatch(tag):
             raise DataError(f"{where}: malformed tag {tag!r} (expected O, B-<TYPE> or I-<TYPE>)")
         if tag.startswith("I-") and previous[2:] != tag[2:]:
             repairs.append(where)

@@ -27,7 +27,7 @@ not_a_string = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allo
                          st.lists(st.integers(), max_size=2),
                          st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
 blank = st.sampled_from(["", " ", "\t"])
-bad_tag = st.text(min_size=1, max_size=6).filter(lambda t: not TAG_RE.match(t) and t.strip() and len(t.split()) == 1)
+bad_tag = st.text(min_size=1, max_size=6).filter(lambda t: not TAG_RE.fullmatch(t) and t.strip() and len(t.split()) == 1)
 junk = st.text(max_size=20).filter(lambda t: t.strip() and not _is_json_object(t))
 
 
