@@ -8,7 +8,7 @@ key that two modules must agree on, spelled once.
         tables/<name>.json                 evaluation tables
         forensics.jsonl                    one line per replayed non-finite step
         tokenizer/, encoder/config.json    what predict.py rebuilds the model from
-        checkpoints/{best,last,last.prev}.pt (+ .sha256 sidecars)
+        checkpoints/{best,last}.pt           each with its predecessor {best,last}.prev.pt
         previous/                          earlier attempts of the same run id
         .lock                              held by the process writing the record
 
@@ -113,6 +113,11 @@ class RunFolder:
         return self.checkpoint(LAST)
 
     @property
+    def best_previous(self) -> Path:
+        """The intact predecessor of best.pt (what the test falls back to when best.pt is lost)."""
+        return previous(self.best)
+
+    @property
     def last_previous(self) -> Path:
         """The intact predecessor of last.pt, kept so a kill or damage costs at most one epoch."""
         return previous(self.last)
@@ -173,17 +178,21 @@ class RunFolder:
 
     def resume_problems(self) -> tuple[Path | None, list[str]]:
         """(the newest intact resumable checkpoint, or None; why each one before it was refused).
-        A damaged best.pt refuses the resume at once: the test evaluation needs it, so training the
+        A best.pt that is lost or damaged, with no intact best.prev.pt, refuses the resume at once: the
+        first validation writes best.pt before any last.pt, the test needs it, and training the
         remaining epochs first would only fail at the end."""
-        if self.best.exists() and verify(self.best):
-            return None, [verify(self.best)]
-        problems = []
+        problems, intact = [], None
         for candidate in self.resume_candidates():
             problem = verify(candidate)
             if problem is None:
-                return candidate, problems
+                intact = candidate
+                break
             problems.append(problem)
-        return None, problems
+        lost_best = verify(self.best)
+        if lost_best and verify(self.best_previous) and self.can_resume():
+            return None, problems + [f"{lost_best}, and {verify(self.best_previous)} (the test needs the best-on-dev "
+                                     "checkpoint, written at the first validation)"]
+        return intact, problems
 
     def resume_problem(self) -> str | None:
         """Why this run cannot resume, or None (no checkpoint at all, or an intact one)."""

@@ -70,6 +70,29 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def keep_copy(source: Path, target: Path) -> None:
+    """`target` becomes a copy of `source` all at once (a hard link where the filesystem has them: no
+    bytes copied; `source` is only ever replaced by a rename, never changed in place)."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOSPC, errno.EROFS):
+                raise
+            atomic_write(tmp, source.read_bytes())  # no hard links here (some network filesystems)
+        os.replace(tmp, target)
+        tmp.unlink(missing_ok=True)  # rename(2) does nothing when both names already link the same file
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(target, err) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
@@ -140,36 +163,80 @@ def read_json(path: Path, expect: type | None = None):
     return value
 
 
+# --- checked files: bytes that carry their own checksum
+# A checked file is its payload followed by a 48-byte trailer: MAGIC, the payload's SHA-256 and its
+# size. One file, one atomic rename: at every instant a reader or a resume sees the old file whole or
+# the new one whole, and verifies exactly the bytes it then uses (no checksum file to fall out of step
+# with). torch.load reads a checkpoint with its trailer unchanged: the zip reader ignores it.
+MAGIC = b"NLUCHK01"
+TRAILER = len(MAGIC) + 32 + 8
+
+
+def checked_bytes(data: bytes) -> bytes:
+    """`data` with its trailer."""
+    return data + MAGIC + hashlib.sha256(data).digest() + len(data).to_bytes(8, "little")
+
+
 def sidecar(path: Path) -> Path:
-    """Where the checksum of `path` lives: `<name>.sha256` beside it."""
+    """`<name>.sha256` beside `path`: where files written before trailers kept their checksum (read only)."""
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
 def write_checked(path: Path, data: bytes) -> None:
-    """`data` and its checksum sidecar. Checksum first, then the bytes: between the two renames the
-    pair disagrees, so a kill there leaves a file that is refused, never unverified bytes accepted."""
-    atomic_write_text(sidecar(path), json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}))
-    atomic_write(path, data)
+    """`data` with its checksum, in one atomic write. A checksum file left by an older version is removed
+    after it (a kill in between leaves it stale, and the trailer, read first, wins)."""
+    atomic_write(path, checked_bytes(data))
+    sidecar(path).unlink(missing_ok=True)
 
 
-def verify(path: Path) -> str | None:
-    """None if `path` matches its checksum, else why not (for messages)."""
-    path = Path(path)
-    if not path.is_file():
-        return f"{path}: missing"
+def _legacy_problem(path: Path, raw: bytes) -> str | None:
     try:
         expected = json.loads(sidecar(path).read_text(encoding="utf-8"))
         digest, size = str(expected["sha256"]), int(expected["size"])
     except FileNotFoundError:
-        return f"{path}: no checksum file {sidecar(path).name} (cannot verify it)"
+        return f"{path}: damaged file (no checksum: truncated, or not written by this tool)"
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return f"{sidecar(path)}: damaged checksum file"
-    actual_size = path.stat().st_size
-    if actual_size != size:
-        return f"{path}: damaged file ({actual_size} bytes, expected {size})"
-    if sha256_file(path) != digest:
+    if len(raw) != size:
+        return f"{path}: damaged file ({len(raw)} bytes, expected {size})"
+    if hashlib.sha256(raw).hexdigest() != digest:
         return f"{path}: damaged file (SHA-256 does not match {sidecar(path).name})"
     return None
+
+
+def check_bytes(path: Path, raw: bytes) -> tuple[bytes | None, str | None]:
+    """(the verified payload, None) or (None, why not) for the bytes `raw` read from `path`."""
+    tail = raw[-TRAILER:]
+    if len(raw) < TRAILER or not tail.startswith(MAGIC):
+        problem = _legacy_problem(path, raw)
+        return (raw, None) if problem is None else (None, problem)
+    payload, digest = raw[:-TRAILER], tail[len(MAGIC):len(MAGIC) + 32]
+    size = int.from_bytes(tail[-8:], "little")
+    if len(payload) != size:
+        return None, f"{path}: damaged file ({len(payload)} payload bytes, expected {size})"
+    if hashlib.sha256(payload).digest() != digest:
+        return None, f"{path}: damaged file (its bytes do not match their SHA-256)"
+    return payload, None
+
+
+def read_checked(path: Path) -> tuple[bytes | None, str | None]:
+    """(payload, None) or (None, why not): one read of one file, so what is verified is what is used,
+    even while a writer replaces the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, f"{path}: missing"
+    except IsADirectoryError:
+        return None, f"{path}: a folder, expected a checkpoint file"
+    except OSError as err:
+        return None, f"{path}: cannot read ({os.strerror(err.errno) if err.errno else err})"
+    return check_bytes(path, raw)
+
+
+def verify(path: Path) -> str | None:
+    """None if `path` is intact (its bytes match their checksum), else why not (for messages)."""
+    return read_checked(path)[1]
 
 
 class FolderLock:

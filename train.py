@@ -273,16 +273,21 @@ class TrainState:
     n_clipped: int = 0
     training_done: bool = False
     stopped_on_collapse: bool = False
+    train_seconds: float = 0.0     # training-loop seconds of the steps kept (every attempt's, to the checkpoint)
+    timed_from_step: int = 0       # the step train_seconds counts from (a checkpoint from before it was kept)
     last_metrics: dict = field(default_factory=dict)  # the last step's scalars (final/* in the summary)
 
     def state_dict(self) -> dict:
         return {TS_STEP: self.step, "epoch": self.epoch, "best_f1": self.best_f1, "n_clipped": self.n_clipped,
                 "training_done": self.training_done, "stopped_on_collapse": self.stopped_on_collapse,
+                "train_seconds": self.train_seconds, "timed_from_step": self.timed_from_step,
                 "last_metrics": {k: v for k, v in self.last_metrics.items() if not isinstance(v, list)},
                 "monitor": self.monitor.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.monitor.load_state_dict(state.pop("monitor"))
+        if "train_seconds" not in state:  # written before the seconds were kept: time this attempt's steps
+            state["timed_from_step"] = state[TS_STEP]
         for name, value in state.items():
             setattr(self, name, value)
 
@@ -312,8 +317,20 @@ class Resumed:
     checkpoint: dict
 
 
+class AlreadyFinished(Exception):
+    """--resume of a run that finished: nothing to do (its summary stays as it is)."""
+
+    def __init__(self, folder: RunFolder):
+        summary = folder.read_summary()
+        super().__init__(f"{folder.path}: already finished ({summary.get(keys.OUTCOME, 'no verdict recorded')}, "
+                         f"step {summary.get(keys.STEPS, '?')}); nothing to resume. Start a new run (another "
+                         "--run_id) to train it again")
+        self.summary = summary
+
+
 def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, Resumed | None]:
-    """Parse flags; for --resume, the saved config and the last checkpoint. Seeds everything."""
+    """Parse flags; for --resume, the saved config and the last checkpoint (none yet: the run starts
+    over from step 0 with its recorded configuration, the earlier attempt kept). Seeds everything."""
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(argv)
     if cfg.resume is None:
@@ -331,10 +348,18 @@ def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, Resumed
         if changed:
             raise ValueError(f"--resume={cfg.resume}: a resumed run keeps its recorded configuration, and "
                              f"{', '.join(changed)} would change it; drop the flag, or start a new run")
-        checkpoint, path = load_resumable(folder)
-        if path != folder.last:
-            log.warning("%s is damaged; resuming from the previous intact checkpoint %s", folder.last, path)
-        cfg, run_id, resumed = replace(saved_cfg, resume=cfg.resume), saved["run_id"], Resumed(saved, checkpoint)
+        if folder.status() == "finished":
+            raise AlreadyFinished(folder)
+        cfg, run_id, resumed = replace(saved_cfg, resume=cfg.resume), saved["run_id"], None
+        if folder.can_resume():
+            checkpoint, path = load_resumable(folder)
+            if path != folder.last:
+                log.warning("%s is damaged; resuming from the previous intact checkpoint %s", folder.last, path)
+            resumed = Resumed(saved, checkpoint)
+        else:
+            log.warning("%s: no checkpoint yet (stopped before its first validation): starting over from step 0 "
+                        "with its recorded configuration; the earlier attempt is kept in %s/", folder.path,
+                        folder.previous.name)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -427,7 +452,6 @@ class Training:
         self.forensics = Forensics(cfg.forensics, write_line=record.log_forensics, on_record=self.tracker.summary,
                                    recorded=record.summary.get(keys.NAN_ORIGIN))
         self.watch = CollapseWatch(self.state.monitor, self.name, self.tracker.alert, lambda: self.forensics.text)
-        self.train_seconds, self.first_step = 0.0, self.state.step
 
     @classmethod
     def setup(cls, argv: list[str] | None = None) -> Training:
@@ -443,7 +467,8 @@ class Training:
         self.parts.optimisation.load_state_dict(checkpoint)
         set_rng_state(checkpoint[CK_RNG])
         self.state.load_state_dict(dict(checkpoint[CK_TRAIN_STATE]))
-        self.record.truncate_after(self.state.step)
+        self.state.best_f1 = load_checkpoint(self.folder.best)[CK_TRAIN_STATE]["best_f1"]  # the best.pt kept
+        self.record.truncate_after(self.state.step, redone=keys.BEST_EPOCH)  # the test is redone: its row too
         self.record.summary.pop(keys.ERROR, None)
         log.info("resuming %s from epoch %d, step %d", self.folder.path, self.state.epoch, self.state.step)
 
@@ -487,7 +512,7 @@ class Training:
         try:
             self.parts.model.train()
             for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
-                self.train_seconds += self.train_epoch(epoch, progress)
+                state.train_seconds += self.train_epoch(epoch, progress)
                 self.validate_and_checkpoint(epoch)
                 if state.training_done:
                     break
@@ -551,7 +576,7 @@ class Training:
         if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
             state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
             save_checkpoint(self.folder.best, parts.model, **{CK_TRAIN_STATE: state.state_dict()}, **meta)
-        save_checkpoint(self.folder.last, parts.model, keep_previous=True, **parts.optimisation.state_dict(),
+        save_checkpoint(self.folder.last, parts.model, **parts.optimisation.state_dict(),
                         **{CK_RNG: rng_state(), CK_TRAIN_STATE: state.state_dict()}, **meta)
 
     # --- test and finish
@@ -575,11 +600,11 @@ class Training:
             test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
         final = {keys.final(k): v for k, v in state.last_metrics.items()
                  if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
-        seconds = self.train_seconds
+        seconds = state.train_seconds
         summary = {**final, **test, keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1,
                    keys.STEPS: state.step, keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
                    **self.watch.verdict(), keys.PERF_TRAIN_SECONDS: seconds,
-                   keys.PERF_STEPS_PER_SECOND: (state.step - self.first_step) / seconds if seconds else math.nan}
+                   keys.PERF_STEPS_PER_SECOND: (state.step - state.timed_from_step) / seconds if seconds else math.nan}
         tracker.summary(summary)
         if self.cfg.log_model:
             tracker.log_model({keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1})
@@ -610,7 +635,11 @@ class Training:
 def main(argv: list[str] | None = None) -> dict:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    training = Training.setup(argv)
+    try:
+        training = Training.setup(argv)
+    except AlreadyFinished as done:
+        print(done)
+        return done.summary
     try:
         training.train()
         test = training.test()

@@ -74,10 +74,19 @@ class RunRecord:
             raise storage_error(self.dir, err) from None
         # One writer per run: a second train.py (or a rerun while this one lives) stops here.
         self.lock = FolderLock(self.dir, RUN_LOCK, what="run").acquire()
+        self._remove_temp_files()
         self.history_path = self.folder.history
         self.summary_path = self.folder.summary
         self._open: dict[Path, object] = {}  # append handles of the JSONL logs
         self.summary: dict = self._read_summary()
+
+    def _remove_temp_files(self) -> None:
+        """Temporary files of a killed writer (safeio's `.<name>.<pid>.tmp`, never renamed into place):
+        with the run's lock held, no live process owns one."""
+        for path in self.dir.rglob(".*.tmp"):
+            if self.folder.previous not in path.parents:
+                path.unlink(missing_ok=True)
+                log.info("removed %s, left by a killed writer", path)
 
     def _read_summary(self) -> dict:
         if not self.summary_path.exists():
@@ -96,14 +105,16 @@ class RunRecord:
     def write_config(self, config: dict) -> None:
         write_json(self.folder.config, config)
 
-    def truncate_after(self, after_step: int) -> None:
+    def truncate_after(self, after_step: int, redone: str | None = None) -> None:
         """On resume: the step-keyed logs (history, forensics) keep their intact lines up to the
-        checkpoint's step; every other line (steps that are redone, unreadable lines) moves to
+        checkpoint's step, except rows holding the key `redone` (what the resume does again at any step,
+        the test); every other line (steps that are redone, unreadable lines) moves to
         `<log>.dropped-<time>.jsonl`, never deleted."""
         for path in self._step_logs:
             rows, bad = _parse_history(path)
-            kept = [raw for row, raw in rows if row["step"] <= after_step]
-            dropped = [raw for row, raw in rows if row["step"] > after_step] + [raw for _, raw, _ in bad]
+            keep = [row["step"] <= after_step and redone not in row for row, _ in rows]
+            kept = [raw for (_, raw), k in zip(rows, keep) if k]
+            dropped = [raw for (_, raw), k in zip(rows, keep) if not k] + [raw for _, raw, _ in bad]
             for number, _, why in bad:
                 log.warning("%s:%d: unreadable line (%s), moved to the backup", path, number, why)
             if not dropped:

@@ -7,6 +7,7 @@ The slowest cases (repeated kills at random points) are marked `slow` and run wi
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ from nlu_collapse.config import parse_config
 from nlu_collapse.model.checkpoint import CheckpointError, load_checkpoint, load_resumable, save_checkpoint
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.runner import planning
-from nlu_collapse.safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json
+from nlu_collapse.safeio import FolderLock, LockedError, StorageError, atomic_write_text, read_json, sidecar
+from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import RunRecord, read_history
 from tests.datasets import write_generated
 from tests.scripts import local
@@ -115,13 +117,19 @@ def _jsonl_folder(tmp_path: Path, bad_line: bytes, split: str = "train") -> Path
     (b'{"tokens": ["a"], "tags": ["O"], "intent": "call", "command": null}', "command is missing or null"),
     (b'{"tokens": ["a"], "tags": ["O"], "intent": null, "command": "c"}', "intent must be a non-empty string"),
     (b'{"tokens": "a b", "tags": ["O"], "intent": "call", "command": "c"}', "tokens must be a list of strings"),
+    # a pattern ending in `$` also matches before a trailing newline: each of these was once a new tag class
+    (b'{"tokens": ["a", "b"], "tags": ["O\\n", "O"], "intent": "call", "command": "c"}', "malformed tag 'O\\n'"),
+    (b'{"tokens": ["a"], "tags": ["B-TIME\\n"], "intent": "call", "command": "c"}', "malformed tag 'B-TIME\\n'"),
+    (b'{"tokens": ["a"], "tags": ["I-TIME\\r"], "intent": "call", "command": "c"}', "malformed tag 'I-TIME\\r'"),
+    (b'{"tokens": ["a"], "tags": [" O"], "intent": "call", "command": "c"}', "malformed tag ' O'"),
+    (b'{"tokens": ["a"], "tags": ["B-"], "intent": "call", "command": "c"}', "malformed tag 'B-'"),
 ])
 def test_jsonl_errors_name_file_and_line(tmp_path, bad_line, message):
     from nlu_collapse.data import load_dataset
     from nlu_collapse.data.formats import DataError
 
     folder = _jsonl_folder(tmp_path, bad_line)
-    with pytest.raises(DataError, match=rf"^{folder}/train.jsonl:2: .*{message}"):
+    with pytest.raises(DataError, match=rf"^{folder}/train.jsonl:2: .*{re.escape(message)}"):
         load_dataset(str(folder), "jsonl")
 
 
@@ -140,7 +148,8 @@ BAD_FLAGS = ["--entity_loss_scale=-0.25", "--o_weight=-1", "--lambda_entity=-0.5
              "--weight_decay=-0.01", "--warmup_ratio=5", "--warmup_ratio=-0.1", "--gamma=inf", "--gamma=-1",
              "--max_length=0", "--max_length=1000", "--threads=-3", "--threads=0", "--dropout=1.0", "--lr=0",
              "--max_class_weight=0", "--grad_clip=-1", "--seed=-1", "--epochs=0", "--batch_size=0",
-             "--entity_warmup=0.3,inf", "--run_id=../../x", "--run_id=a/b", "--run_id=.hidden"]
+             "--entity_warmup=0.3,inf", "--run_id=../../x", "--run_id=a/b", "--run_id=.hidden",
+             "--run_id=abc\n", "--run_id=abc\r", "--run_id=a b", "--run_id=" + "x" * 129]
 
 
 @pytest.mark.parametrize("flag", BAD_FLAGS)
@@ -159,10 +168,12 @@ def test_help_documents_every_range():
     assert len(re.findall(r"range\s", text)) == len(RANGES) and re.search(r"range\s+\[0,\s+1\]", text)
 
 
-def test_run_id_from_the_environment_cannot_escape_output_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("WANDB_RUN_ID", "../../escaped")
-    with pytest.raises(ValueError, match=r"\$WANDB_RUN_ID='\.\./\.\./escaped'"):
+@pytest.mark.parametrize("run_id", ["../../escaped", "abc\n", "abc\n\n", "tab\there"])
+def test_run_id_from_the_environment_cannot_escape_output_dir(monkeypatch, tmp_path, run_id):
+    monkeypatch.setenv("WANDB_RUN_ID", run_id)
+    with pytest.raises(ValueError, match=re.escape(f"$WANDB_RUN_ID={run_id!r}")):
         train.resolve_run([f"--output_dir={tmp_path}"])
+    assert list(tmp_path.iterdir()) == []  # no folder made for it
 
 
 # --- 2. checkpoints -------------------------------------------------------------------------------
@@ -171,7 +182,7 @@ def _save(path: Path, step: int, model=None) -> torch.nn.Module:
     model = model or torch.nn.Linear(64, 64)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    save_checkpoint(path, model, keep_previous=True, optimizer=optimizer.state_dict(),
+    save_checkpoint(path, model, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), step=step)
     return model
 
@@ -185,19 +196,38 @@ def test_damaged_checkpoint_is_refused_naming_the_file(tmp_path, how):
         load_checkpoint(path)
 
 
-def test_checkpoint_without_checksum_or_with_a_damaged_one_is_refused(tmp_path):
-    path = tmp_path / "last.pt"
-    _save(path, step=1)
-    (tmp_path / "last.pt.sha256").write_text("{not json")
+def test_checkpoint_without_checksum_is_refused_and_one_from_before_trailers_still_loads(tmp_path):
+    """A file with no trailer (plain torch.save) is refused; one written by the earlier release, with its
+    checksum in a `.sha256` sidecar, is still verified by it and loads; a damaged sidecar is named."""
+    model, path = torch.nn.Linear(4, 4), tmp_path / "last.pt"
+    torch.save({"model": model.state_dict(), "step": 3}, path)
+    with pytest.raises(CheckpointError, match=rf"{path}: damaged file \(no checksum"):
+        load_checkpoint(path)
+    raw = path.read_bytes()
+    sidecar(path).write_text(json.dumps({"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}))
+    assert load_checkpoint(path)["step"] == 3
+    path.write_bytes(raw[:100] + bytes([raw[100] ^ 1]) + raw[101:])
+    with pytest.raises(CheckpointError, match=r"damaged file \(SHA-256 does not match last\.pt\.sha256\)"):
+        load_checkpoint(path)
+    sidecar(path).write_text("{not json")
     with pytest.raises(CheckpointError, match="damaged checksum file"):
         load_checkpoint(path)
-    (tmp_path / "last.pt.sha256").unlink()
-    with pytest.raises(CheckpointError, match="no checksum file"):
+
+
+def test_a_checked_file_loads_with_plain_torch_load_and_its_trailer_catches_a_flipped_byte(tmp_path):
+    path = tmp_path / "best.pt"
+    _save(path, step=5)
+    assert torch.load(path, weights_only=True)["step"] == 5  # users' own scripts read it as any checkpoint
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"{path}: damaged file \(its bytes do not match"):
         load_checkpoint(path)
 
 
 def test_resume_falls_back_to_the_previous_intact_checkpoint(tmp_path):
     folder = RunFolder(tmp_path)
+    _save(folder.best, step=2)
     _save(folder.last, step=2)
     _save(folder.last, step=4)
     assert load_resumable(folder)[0]["step"] == 4
@@ -207,27 +237,6 @@ def test_resume_falls_back_to_the_previous_intact_checkpoint(tmp_path):
     damage(folder.last_previous, "truncated")
     with pytest.raises(CheckpointError, match=r"cannot resume: .*last\.pt: damaged.*last\.prev\.pt: damaged.*--fresh"):
         load_resumable(folder)
-
-
-def test_a_kill_between_checksum_and_bytes_leaves_a_refused_file_not_a_loaded_one(tmp_path, monkeypatch):
-    folder = RunFolder(tmp_path)
-    _save(folder.last, step=2)
-    _save(folder.last, step=4)
-    from nlu_collapse import safeio
-    real = safeio.atomic_write
-
-    def die_on_checkpoint_bytes(path, data):
-        if Path(path).suffix == ".pt":
-            raise KeyboardInterrupt("killed between the two renames")
-        real(path, data)
-
-    monkeypatch.setattr(safeio, "atomic_write", die_on_checkpoint_bytes)
-    with pytest.raises(KeyboardInterrupt):
-        _save(folder.last, step=6)
-    monkeypatch.undo()
-    checkpoint, used = load_resumable(folder)  # last.pt (step 4) no longer matches the step-6 checksum
-    assert (checkpoint["step"], used.name) == (4, "last.prev.pt")
-    assert not list(folder.checkpoints.glob(".*.tmp"))
 
 
 # --- 4. full disk and read-only folders -------------------------------------------------------------
@@ -298,10 +307,15 @@ def finished_run(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     return out / "done", summary
 
 
-def _copy_run(run_dir: Path, target: Path) -> Path:
+def _copy_run(run_dir: Path, target: Path, status: str | None = "crashed") -> Path:
+    """A copy of a run; with `status`, its summary says so (a finished run's copy marked as one killed at
+    its test, which --resume continues: resuming a finished run is a no-op)."""
     import shutil
 
     shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(".lock"))
+    if status:
+        summary = RunFolder(target).summary
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": status}))
     return target
 
 
@@ -347,12 +361,112 @@ def test_resume_with_every_checkpoint_damaged_says_it_cannot(finished_run, tmp_p
     assert (run_dir / "history.jsonl").read_bytes() == before
 
 
-def test_a_damaged_best_checkpoint_stops_resume_before_any_training(finished_run, tmp_path):
+def test_a_damaged_best_checkpoint_is_restored_from_its_predecessor(finished_run, tmp_path, caplog):
     run_dir = _copy_run(finished_run[0], tmp_path / "run")
-    damage(run_dir / "checkpoints" / "best.pt", "truncated")
-    with pytest.raises(CheckpointError, match=rf"cannot resume: {run_dir}/checkpoints/best.pt: damaged"):
+    folder = RunFolder(run_dir)
+    if not folder.best_previous.exists():  # best on dev came once in this short run: an earlier epoch's stands in
+        folder.best_previous.write_bytes(folder.last_previous.read_bytes())
+    kept = load_checkpoint(folder.best_previous)
+    damage(folder.best, "truncated")
+    with caplog.at_level(logging.WARNING):
+        summary = train.main([f"--resume={run_dir}"])
+    assert f"{folder.best}: damaged" in caplog.text and "restored the previous best-on-dev checkpoint" in caplog.text
+    assert summary[keys.STATUS] == "finished" and summary[keys.BEST_EPOCH] == kept["epoch"]
+    assert summary[keys.BEST_VAL_ENTITY_F1] == kept["train_state"]["best_f1"]
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+def test_a_lost_best_checkpoint_without_predecessor_stops_resume_before_any_training(finished_run, tmp_path, how):
+    run_dir = _copy_run(finished_run[0], tmp_path / "run")
+    folder = RunFolder(run_dir)
+    folder.best_previous.unlink(missing_ok=True)
+    if how == "missing":
+        folder.best.unlink()
+    else:
+        damage(folder.best, how)
+    before = folder.history.read_bytes()
+    with pytest.raises(CheckpointError, match=rf"cannot resume: {folder.best}: (missing|damaged).*best\.prev\.pt: "
+                                              "missing"):
         train.main([f"--resume={run_dir}"])
-    assert RunFolder(run_dir).resume_problem().startswith(f"cannot resume: {run_dir}/checkpoints/best.pt: damaged")
+    assert folder.resume_problem().startswith(f"cannot resume: {folder.best}")
+    assert folder.history.read_bytes() == before
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def test_resuming_a_finished_run_is_a_no_op_with_one_line(finished_run, tmp_path, capsys):
+    run_dir = _copy_run(finished_run[0], tmp_path / "run", status=None)
+    before = _digest(run_dir)
+    for _ in range(3):  # every time: no test row appended, perf/* not overwritten, nothing written at all
+        summary = train.main([f"--resume={run_dir}"])
+        assert summary == finished_run[1]
+    assert _digest(run_dir) == before
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(f"{run_dir}: already finished (") and "nothing to resume" in lines[0]
+
+
+def test_a_run_killed_at_its_test_redoes_the_test_once_and_keeps_its_training_time(finished_run, tmp_path):
+    run_dir = _copy_run(finished_run[0], tmp_path / "run")  # its test row was written, then it was killed
+    rows = read_history(run_dir / "history.jsonl")
+    summary = train.main([f"--resume={run_dir}"])
+    again = read_history(run_dir / "history.jsonl")
+    assert len(again) == len(rows) and sum(keys.BEST_EPOCH in row for row in again) == 1
+    original = finished_run[1]
+    assert summary[keys.PERF_TRAIN_SECONDS] == original[keys.PERF_TRAIN_SECONDS] > 0  # the kept steps' seconds
+    assert summary[keys.PERF_STEPS_PER_SECOND] == original[keys.PERF_STEPS_PER_SECOND]
+    assert {k: v for k, v in summary.items() if k.startswith("test/")} == \
+        {k: v for k, v in original.items() if k.startswith("test/")}
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0_and_says_so(tiny_data, tmp_path, caplog):
+    args = tiny_args(tiny_data, tmp_path, "early", epochs=2)
+    calls = []
+    real = train.Training.validate_and_checkpoint
+
+    def interrupted_first_validation(self, epoch):
+        calls.append(epoch)
+        if len(calls) == 1:
+            raise KeyboardInterrupt("killed before the first checkpoint")
+        return real(self, epoch)
+
+    train.Training.validate_and_checkpoint = interrupted_first_validation
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train.main(args)
+        folder = RunFolder(tmp_path / "early")
+        assert folder.is_run() and not folder.can_resume()
+        with caplog.at_level(logging.WARNING):
+            summary = train.main([f"--resume={folder.path}"])
+    finally:
+        train.Training.validate_and_checkpoint = real
+    assert "no checkpoint yet (stopped before its first validation): starting over from step 0" in caplog.text
+    assert summary[keys.STATUS] == "finished" and summary[keys.STEPS] == 4
+    assert [a.name for a in folder.earlier_attempts()] == ["1"]  # the stopped attempt, kept whole
+    assert history_steps(folder.history)[0] == 1
+
+
+def test_a_reader_of_a_live_run_never_sees_a_damaged_checkpoint(tmp_path):
+    """predict.py loads best.pt while training replaces it: every load must see one whole checkpoint."""
+    path = tmp_path / "best.pt"
+    _save(path, step=0)
+    writer = os.fork()
+    if writer == 0:
+        try:
+            for step in range(1, 400):
+                _save(path, step=step)
+        finally:
+            os._exit(0)
+    loads = refused = 0
+    while os.waitpid(writer, os.WNOHANG) == (0, 0):  # until the writer has exited
+        try:
+            load_checkpoint(path)
+        except CheckpointError:
+            refused += 1
+        loads += 1
+    assert loads > 20 and refused == 0, f"{refused} of {loads} loads refused"
 
 
 # --- 7. damaged run records -------------------------------------------------------------------------
@@ -624,3 +738,77 @@ def test_runner_killed_at_a_random_point_then_rerun_trains_every_run_once(tiny_d
     for history in runs.glob("*/history.jsonl"):
         train_steps = [row["step"] for row in read_history(history) if "loss/total" in row]
         assert train_steps == list(range(1, 13)), (history, train_steps)  # each step trained and logged once
+
+
+# --- a kill at every write boundary of a whole short run, then resume -------------------------------
+# Every system call that changes a run's files (rename, hard link, fsync, unlink, a history append) is a
+# boundary; the run is killed (os._exit: no cleanup, as SIGKILL) just before the k-th one, for every k.
+# What a user does next is what the sweep runner does: `--resume` when the run has a checkpoint or a
+# config, else the same command again. Each must end as the uninterrupted run did.
+BOUNDARY_CALLS = ("replace", "link", "fsync", "unlink")
+
+
+def _forked(body) -> int:
+    """Run `body()` in a forked child (torch already imported here: a child costs milliseconds); its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            logging.disable(logging.CRITICAL)
+            body()
+            code = 0
+        except BaseException:  # noqa: BLE001 - the parent asserts on the exit code
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _train_killed_at(boundary: int | None, argv: list[str], count_to: Path | None = None) -> None:
+    """train.main(argv), dying just before write boundary number `boundary` (None: never; `count_to`
+    gets the number of boundaries passed)."""
+    passed = 0
+
+    def hook(call):
+        def at_boundary(*args, **kwargs):
+            nonlocal passed
+            if passed == boundary:
+                os._exit(137)
+            passed += 1
+            return call(*args, **kwargs)
+        return at_boundary
+
+    for name in BOUNDARY_CALLS:
+        setattr(os, name, hook(getattr(os, name)))
+    RunRecord._append = hook(RunRecord._append)
+    train.main(argv)
+    if count_to is not None:
+        count_to.write_text(str(passed))
+
+
+def _outcome(run_dir: Path) -> tuple[dict, list[tuple]]:
+    summary = read_json(run_dir / "summary.json")
+    kept = {k: v for k, v in summary.items() if k.startswith(("test/", "best/", "health/")) or k in (
+        keys.STATUS, keys.STEPS, keys.OUTCOME, keys.COLLAPSED)}
+    rows = [(row["step"], tuple(sorted(k for k in row if k != "step"))) for row in read_history(run_dir / "history.jsonl")]
+    return kept, rows
+
+
+def test_a_kill_at_every_write_boundary_of_a_run_leaves_one_that_resume_finishes_identically(tiny_data, tmp_path):
+    args = tiny_args(tiny_data, tmp_path / "reference", "run", epochs=2) + ["--log_every=1"]
+    count = tmp_path / "boundaries"
+    assert _forked(lambda: _train_killed_at(None, args, count)) == 0
+    reference, boundaries = _outcome(tmp_path / "reference" / "run"), int(count.read_text())
+    assert boundaries > 20 and reference[0][keys.STATUS] == "finished"
+    for k in range(boundaries):
+        out = tmp_path / f"killed-{k}"
+        argv = tiny_args(tiny_data, out, "run", epochs=2) + ["--log_every=1"]
+        assert _forked(lambda: _train_killed_at(k, argv)) == 137, f"boundary {k}: the run was not killed"
+        folder = RunFolder(out / "run")
+        again = [f"--resume={folder.path}"] if folder.is_run() else argv
+        assert _forked(lambda: train.main(again)) == 0, f"killed before boundary {k}: {again} failed"
+        summary, rows = _outcome(folder.path)
+        assert (summary, rows) == reference, f"killed before boundary {k}: the resumed run differs"
+        assert not list(folder.path.rglob(".*.tmp")), f"killed before boundary {k}: temp files left"

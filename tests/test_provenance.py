@@ -19,6 +19,7 @@ from nlu_collapse.data import DataError, load_dataset
 from nlu_collapse.runfolder import RunFolder, SweepFolder
 from nlu_collapse.runner import planning
 from nlu_collapse.safeio import read_json
+from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import read_history
 from tests.datasets import write_imbalanced
 from tests.scripts import local
@@ -144,6 +145,8 @@ def _rename_intent(data: Path, old: str, new: str) -> None:
 
 def test_resume_refuses_a_changed_world_and_writes_nothing(finished_run):
     data, folder = finished_run
+    summary = read_json(folder.summary)
+    folder.summary.write_text(json.dumps({**summary, keys.STATUS: "interrupted"}))  # killed at its test: resumable
     before = tree_digest(folder.path)
     intents = read_json(folder.config)["labels"]["intents"]
     _rename_intent(data, intents[1], "renamed_intent")
@@ -160,6 +163,7 @@ def test_resume_refuses_a_changed_world_and_writes_nothing(finished_run):
     with pytest.raises(ValueError, match=r"intent labels differ from the run's: added \['brand_new_intent'\]"):
         train.main([f"--resume={folder.path}"])
     assert tree_digest(folder.path) == before
+    folder.summary.write_text(json.dumps(summary))
 
 
 def test_resume_refuses_an_explicit_flag_that_differs_and_accepts_an_equal_one(finished_run, tmp_path):
