@@ -64,6 +64,6 @@ def predict_sentences(run: LoadedRun, sentences: list[list[str]], batch_size: in
             "command": (ranked(labels.commands.names, pred.command_probs[position], pred.commands[position], k)
                         if labels.commands else None),
             "entities": bio_spans(tokens, tags),
-            "truncated_words": encoded[position].n_words - len(encoded[position].word_starts),
+            "truncated_words": encoded[position].cut_off,
         }
     return results
