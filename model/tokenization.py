@@ -137,3 +137,25 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "command": torch.tensor([e.command_id for e in batch]),
     }
 
+
+def code_points(word: str) -> str:
+    """`U+200B U+00AD`: what a word made of invisible characters is, where printing it shows nothing."""
+    return " ".join(f"U+{ord(ch):04X}" for ch in word)
+
+
+def dropped_words_warning(examples: list[Example], encoded: list[Encoded], listed: int = 3) -> str | None:
+    """One line on a split's words that produce no subword (None if there are none): how many, how many
+    carry an entity tag (never learned, predicted O, so scored as errors), and the first `listed` of them
+    by sentence and word (counted from 1) with their code points. The gold tags are left as they are."""
+    found = [(n, word) for n, enc in enumerate(encoded) for word in enc.dropped_words]
+    if not found:
+        return None
+    tagged = sum(examples[n].tags[word] != "O" for n, word in found)
+    shown = "; ".join(f"sentence {n + 1} word {word + 1} {examples[n].tokens[word]!r} "
+                      f"({code_points(examples[n].tokens[word])})" for n, word in found[:listed])
+    sentences = len({n for n, _ in found})
+    many = len(found) > 1
+    return (f"{len(found)} word{'s' * many} in {sentences} sentence{'s' * (sentences > 1)} produce{'s' * (not many)} "
+            f"no subword with this tokenizer (its normaliser removes {'them' if many else 'it'}; {tagged} with an "
+            f"entity tag): the model never sees {'them' if many else 'it'}, predicted O and scored against the gold "
+            f"tag; e.g. {shown}{'; ...' if len(found) > listed else ''}")

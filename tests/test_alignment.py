@@ -7,6 +7,7 @@ Every tokenizer here is built from scratch (no Hub): the tiny WordPiece with a n
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -17,12 +18,17 @@ from tokenizers import normalizers
 from transformers import BertTokenizerFast
 from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
+from nlu_collapse import predict, train
+from nlu_collapse.config import Config, parse_config
 from nlu_collapse.data import load_dataset
 from nlu_collapse.data.formats import Example
 from nlu_collapse.data.labels import build_label_space
 from nlu_collapse.evaluation import compute_metrics
 from nlu_collapse.model import build_tiny_tokenizer, encode
+from nlu_collapse.model.loading import LoadedRun
 from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.model.tokenization import dropped_words_warning
+from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 from tests.datasets import write_imbalanced
 
@@ -63,6 +69,18 @@ class Oracle(torch.nn.Module):
         return logits | ({"command": torch.zeros(batch, len(self.labels.commands))} if self.labels.commands else {})
 
 
+class ByToken(Oracle):
+    """Predicts a tag from each input id alone (a table): what predict.py's sentences get without gold tags."""
+
+    def __init__(self, table: dict[int, int], labels):
+        super().__init__([], labels)
+        self.table = table
+
+    def forward(self, input_ids, attention_mask):
+        self.gold = {tuple(ids): [self.table.get(i, 0) for i in ids] for ids in input_ids.tolist()}
+        return super().forward(input_ids, torch.ones_like(input_ids))
+
+
 @pytest.fixture(scope="module")
 def hand():
     labels = build_label_space(SENTENCES)
@@ -84,6 +102,11 @@ def test_each_word_after_a_dropped_word_reads_its_own_first_subword(hand):
     first = encoded[0]
     assert first.word_positions == [1, None, 2, 3, 4] and first.dropped_words == [1] and first.cut_off == 0
     assert [e.dropped_words for e in encoded] == [[1], [1], []]
+    assert dropped_words_warning(SENTENCES, encoded) == (
+        "2 words in 2 sentences produce no subword with this tokenizer (its normaliser removes them; 1 with an "
+        "entity tag): the model never sees them, predicted O and scored against the gold tag; "
+        "e.g. sentence 1 word 2 '\\u200b' (U+200B); sentence 2 word 2 '\\xad' (U+00AD)")
+    assert dropped_words_warning(SENTENCES[2:], encoded[2:]) is None
 
 
 def test_a_dropped_word_is_told_apart_from_words_cut_off_by_max_length(hand):
@@ -162,3 +185,39 @@ def test_a_perfect_tagger_scores_perfectly_on_an_imbalanced_long_tail_set_with_d
     shifted = [tags + ["O"] * (len(ex.tokens) - len(tags)) for tags, ex in zip(in_order, examples)]
     assert compute_metrics(examples, replace(predictions, tags=shifted), labels)[0][keys.ENTITY_F1] < 0.8
 
+
+def test_training_warns_once_per_split_with_examples_and_keeps_gold_tags(imbalanced, monkeypatch, caplog, tmp_path):
+    folder, inserted, dataset, _ = imbalanced
+    real = train.load_tokenizer
+    monkeypatch.setattr(train, "load_tokenizer", lambda *args: dropping(real(*args)))
+    cfg = parse_config([f"--data={folder}", "--wandb_mode=disabled", "--threads=1", f"--output_dir={tmp_path}"])
+    with caplog.at_level(logging.WARNING, logger="train"):
+        parts = train.build(cfg, RunFolder(tmp_path / "run"), resuming=False)
+    warnings = [r.getMessage() for r in caplog.records if "produce no subword" in r.getMessage()]
+    assert len(warnings) == 3
+    for split, message in zip(("train", "dev", "test"), warnings):
+        n, word = inserted[split][0]
+        token = dataset.splits[split][n].tokens[word]
+        assert message.startswith(f"{split}: {len(inserted[split])} words in {len(inserted[split])} sentences ")
+        assert "0 with an entity tag" in message
+        assert f"sentence {n + 1} word {word + 1} {token!r} ({' '.join(f'U+{ord(c):04X}' for c in token)})" in message
+        assert message.count("sentence ") == 3 and message.endswith("; ...")      # three examples, then more
+        assert parts.dataset.splits[split] == dataset.splits[split]                 # gold tags as written
+
+
+def test_predict_lists_dropped_words_per_sentence(hand, monkeypatch, capsys, tmp_path):
+    labels, tokenizer = hand
+    table = {tokenizer.convert_tokens_to_ids("mẹ"): labels.tags.encode("B-PERSON"),
+             tokenizer.convert_tokens_to_ids("7_giờ"): labels.tags.encode("B-TIME")}
+    run = LoadedRun(tmp_path, Config(), {}, {}, labels, tokenizer, ByToken(table, labels), "best", 0)
+    monkeypatch.setattr("nlu_collapse.model.loading.load_run", lambda *args: run)
+    lines = ["gọi \u00ad mẹ lúc 7_giờ", "gọi mẹ lúc 7_giờ"]
+    predict.main([str(tmp_path), *lines, "--pretokenized", "--json"])
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["tags"] == ["O", "O", "B-PERSON", "O", "B-TIME"] and second["tags"] == ["O", "B-PERSON", "O", "B-TIME"]
+    assert first["dropped_words"] == [{"index": 1, "word": "\u00ad", "code_points": "U+00AD"}]
+    assert second["dropped_words"] == [] and first["truncated_words"] == second["truncated_words"] == 0
+    assert [e["text"] for e in first["entities"]] == ["mẹ", "7 giờ"]
+    predict.main([str(tmp_path), *lines, "--pretokenized"])
+    out = capsys.readouterr().out
+    assert out.count("(1 word produces no subword with the run's tokenizer: not seen, tagged O: word 2 U+00AD)") == 1
