@@ -127,6 +127,15 @@ def _ranked(result: dict) -> str:
     return " | ".join(f"{r['label']} {r['prob']:.3f}" for r in result["top"])
 
 
+def _dropped(words: list[dict]) -> str:
+    """The words the run's tokenizer turns into no subword, by position (from 1) and code points: they are
+    invisible in the tokens line, yet the model never saw them."""
+    listed = "; ".join(f"word {w['index'] + 1} {w['code_points']}" for w in words)
+    many = len(words) > 1
+    return f"  ({len(words)} word{'s' * many} produce{'s' * (not many)} no subword with the run's tokenizer: " \
+           f"not seen, tagged O: {listed})"
+
+
 def format_text(text: str, result: dict) -> str:
     lines = [f"> {text}", f"  intent    {_ranked(result['intent'])}"]
     if result["command"] is not None:
@@ -134,6 +143,8 @@ def format_text(text: str, result: dict) -> str:
     lines.append("  tokens    " + " ".join(f"{t}/{tag}" for t, tag in zip(result["tokens"], result["tags"])))
     if result["truncated_words"]:
         lines.append(f"  ({result['truncated_words']} words past the run's --max_length: not seen, tagged O)")
+    if result["dropped_words"]:
+        lines.append(_dropped(result["dropped_words"]))
     spans = [f"{e['type']} \"{e['text']}\" [{e['start']}:{e['end']}]" for e in result["entities"]]
     lines.append("  entities  " + ("; ".join(spans) if spans else "none"))
     return "\n".join(lines)

@@ -41,7 +41,7 @@ from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
 from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
 from nlu_collapse.model.loading import build_model
 from nlu_collapse.model.prediction import predict_encoded
-from nlu_collapse.model.tokenization import collate
+from nlu_collapse.model.tokenization import collate, dropped_words_warning
 from nlu_collapse.runfolder import (
     CK_CONFIG,
     CK_EPOCH,
@@ -381,6 +381,15 @@ def check_same_world(resumed: Resumed, dataset: Dataset, where: RunFolder) -> No
                          "resume needs the run's own data: restore it, or start a new run")
 
 
+def warn_dropped_words(dataset: Dataset, encoded: dict) -> None:
+    """One warning per split whose words the tokenizer turns into no subword (a normaliser that removes
+    zero-width characters): they are predicted O and scored as such, their gold tags left as they are."""
+    for split, examples in dataset.splits.items():
+        message = dropped_words_warning(examples, encoded[split])
+        if message:
+            log.warning("%s: %s", split, message)
+
+
 def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
     """Data, tokenizer, model, objective, optimiser and evaluator."""
     device = select_device(cfg.device)
@@ -390,6 +399,7 @@ def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
     tokenizer = load_tokenizer(cfg, dataset, folder if resuming else None)
     encoded = {split: encode(examples, tokenizer, dataset.labels, cfg.max_length)
                for split, examples in dataset.splits.items()}
+    warn_dropped_words(dataset, encoded)
     model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
     if cfg.compile:
         from torch._functorch import config as functorch_config

@@ -48,7 +48,7 @@ def check_tags(tokens: list[str], tags: list[str], where: str, repairs: list[str
     if not tokens:
         raise DataError(f"{where}: empty sentence (expected at least one token)")
     for position, token in enumerate(tokens, start=1):
-        if not token.strip():  # it yields no subword: every later word would be scored against the wrong tag
+        if not token.strip():  # a blank word is a data error; one the tokenizer drops is reported by train.py
             raise DataError(f"{where}: token {position} is {token!r} (expected a non-empty word)")
     if len(tokens) != len(tags):
         raise DataError(f"{where}: {len(tokens)} tokens but {len(tags)} tags (expected one tag per token)")

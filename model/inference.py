@@ -4,7 +4,9 @@ probabilities, a BIO tag per word and the entity spans those tags make.
 Spans are read from the tags the way the test metrics read them (strict IOB2, as seqeval): an `I-X`
 that does not continue an `X` span starts no entity, so a span shown here is a span evaluation
 would count. Words past the run's `--max_length` are never seen by the model: they are tagged `O`,
-as in evaluation, and counted in `truncated_words`.
+as in evaluation, and counted in `truncated_words`. Words the run's tokenizer turns into no subword
+(its normaliser removes zero-width characters, soft hyphens...) are not seen either: tagged `O` too,
+and listed in `dropped_words` with their code points, since printing them shows nothing.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import math
 from nlu_collapse.data import Example
 from nlu_collapse.model.loading import LoadedRun
 from nlu_collapse.model.prediction import predict_encoded
-from nlu_collapse.model.tokenization import encode
+from nlu_collapse.model.tokenization import Encoded, code_points, encode
 
 
 def bio_spans(tokens: list[str], tags: list[str]) -> list[dict]:
@@ -43,6 +45,11 @@ def ranked(names: list[str], probs: list[float], predicted: str, k: int) -> dict
             "top": [{"label": names[i], "prob": probs[i]} for i in order]}
 
 
+def dropped_words(tokens: list[str], enc: Encoded) -> list[dict]:
+    """The words of one sentence that produce no subword: index (from 0, as spans), word, code points."""
+    return [{"index": i, "word": tokens[i], "code_points": code_points(tokens[i])} for i in enc.dropped_words]
+
+
 def predict_sentences(run: LoadedRun, sentences: list[list[str]], batch_size: int = 64, k: int = 3) -> list[dict]:
     """One JSON-ready dict per sentence (a non-empty token list), in the input order."""
     labels = run.labels
@@ -64,6 +71,7 @@ def predict_sentences(run: LoadedRun, sentences: list[list[str]], batch_size: in
             "command": (ranked(labels.commands.names, pred.command_probs[position], pred.commands[position], k)
                         if labels.commands else None),
             "entities": bio_spans(tokens, tags),
-            "truncated_words": encoded[position].n_words - len(encoded[position].word_starts),
+            "truncated_words": encoded[position].cut_off,
+            "dropped_words": dropped_words(tokens, encoded[position]),
         }
     return results

@@ -1,5 +1,5 @@
 """What the model predicts for encoded sentences: a label per word (the masked entity logits'
-argmax at each word's first subword), an intent and a command per sentence, optionally their
+argmax at each word's first subword, `O` for a word with none), an intent and a command per sentence, optionally their
 softmax. Scoring these is `evaluation`'s job; turning raw sentences into them, `model.inference`'s.
 """
 from __future__ import annotations
@@ -21,6 +21,13 @@ class Predictions:
     loss: float
     intent_probs: list[list[float]] | None = None   # softmax per sentence, with `probabilities=True`
     command_probs: list[list[float]] | None = None
+
+
+def word_tags(row: list[int], enc: Encoded, names: list[str]) -> list[str]:
+    """One tag per word, read at the word's own first subword; `O` for a word with none (cut off by
+    max_length, or dropped by the tokenizer). Never read in order: a dropped word would shift every later
+    word onto its neighbour's prediction."""
+    return ["O" if position is None else names[row[position]] for position in enc.word_positions]
 
 
 @torch.no_grad()
@@ -47,8 +54,7 @@ def predict_encoded(model, encoded: list[Encoded], labels: LabelSpace, batch_siz
                 if head in logits:
                     probs[head] += logits[head].float().softmax(-1).cpu().tolist()
             for row, enc in zip(entity, chunk):
-                kept = [labels.tags.names[row[p]] for p in enc.word_starts]
-                tags.append(kept + ["O"] * (enc.n_words - len(kept)))  # words cut off by max_length: O
+                tags.append(word_tags(row, enc, labels.tags.names))
     model.train()
     loss = sum(losses) / len(losses) if losses else float("nan")
     return Predictions(tags, intents, commands if labels.commands is not None else None, loss,

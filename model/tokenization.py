@@ -5,8 +5,13 @@ and wraps it as a `PreTrainedTokenizerFast`, so it saves and loads like any HF t
 Any other encoder uses its own tokenizer (`AutoTokenizer`).
 
 Alignment: the first subword of a word carries the word's label; other pieces and special
-tokens get -100. `word_starts` keeps the position of every word's first subword so that
-predictions map back to words for evaluation (a word cut off by `max_length` is predicted `O`).
+tokens get -100. `word_positions` keeps, for every word, the position of its first subword, read
+from the tokenizer's own word ids, so that predictions map back to the word they belong to. A word
+with no position is predicted `O`: one cut off by `max_length`, or one the tokenizer turns into no
+subword at all (a normaliser that removes zero-width characters and soft hyphens drops a word made
+only of them). Positions are never shifted to fill such a gap: reading predictions in order would
+score every later word against its neighbour's tag. `dropped_words` lists the second kind, for the
+warnings of train.py and predict.py.
 """
 from __future__ import annotations
 
@@ -49,48 +54,74 @@ def build_tiny_tokenizer(train: list[Example], min_count: int = 2) -> PreTrained
 @dataclass
 class Encoded:
     input_ids: list[int]
-    tag_ids: list[int]      # per subword; -100 on non-first pieces and special tokens
-    word_starts: list[int]  # subword position of each word's first piece (kept words only)
-    n_words: int            # words in the sentence, kept or cut off by max_length
+    tag_ids: list[int]                 # per subword; -100 on non-first pieces and special tokens
+    word_positions: list[int | None]   # per word: its first subword's position; None: dropped or cut off
+    dropped_words: list[int]           # words that produce no subword (the tokenizer removes them), in order
     intent_id: int
     command_id: int
 
+    @property
+    def n_words(self) -> int:
+        return len(self.word_positions)
+
+    @property
+    def cut_off(self) -> int:
+        """Words past `max_length` (dropped words not counted): never seen by the model, predicted O."""
+        return sum(p is None for p in self.word_positions) - len(self.dropped_words)
+
+
+def _no_subword(tokenizer: PreTrainedTokenizerBase, words: list[str], candidates: list[int]) -> list[int]:
+    """The candidate words that produce no subword at all. Each pre-split word is normalised on its own,
+    so encoding the candidates alone, untruncated, tells a dropped word from one `max_length` cut off."""
+    word_ids = tokenizer([words[i] for i in candidates], is_split_into_words=True, add_special_tokens=False,
+                         verbose=False).word_ids()
+    kept = set(word_ids)
+    return [word for n, word in enumerate(candidates) if n not in kept]
+
 
 def _subword_ids(tokenizer: PreTrainedTokenizerBase, words: list[str], max_length: int):
-    """(input_ids, word index per position or None) for one pre-split sentence."""
+    """(input_ids, word index per position or None, words that produce no subword) for one pre-split sentence.
+
+    A word that produces no subword gets none on both paths, fast and slow: it is reported and predicted
+    `O`, never given an `[UNK]` the fast path could not give it (the fast tokenizer's normaliser removes
+    it before any model sees it, and the same run must not align differently with its slow twin)."""
     if tokenizer.is_fast:
         enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
-        return enc["input_ids"], enc.word_ids()
+        word_ids = enc.word_ids()
+        missing = sorted(set(range(len(words))) - set(word_ids))
+        if missing and len(enc["input_ids"]) >= max_length:  # truncated: some may be cut off, not dropped
+            return enc["input_ids"], word_ids, _no_subword(tokenizer, words, missing)
+        return enc["input_ids"], word_ids, missing
     # Slow tokenizers (PhoBERT's BPE) have no word_ids(): encode word by word.
+    per_word = [tokenizer.encode(word, add_special_tokens=False) for word in words]
     pieces, owners = [], []
     budget = max_length - tokenizer.num_special_tokens_to_add()
-    for i, word in enumerate(words):
-        ids = tokenizer.encode(word, add_special_tokens=False) or [tokenizer.unk_token_id]
+    for i, ids in enumerate(per_word):
         if len(pieces) + len(ids) > budget:
             break
         pieces += ids
         owners += [i] * len(ids)
     owner = iter(owners)
     word_ids = [None if special else next(owner) for special in tokenizer.get_special_tokens_mask(pieces)]
-    return tokenizer.build_inputs_with_special_tokens(pieces), word_ids
+    dropped = [i for i, ids in enumerate(per_word) if not ids]
+    return tokenizer.build_inputs_with_special_tokens(pieces), word_ids, dropped
 
 
 def encode(examples: list[Example], tokenizer: PreTrainedTokenizerBase, labels: LabelSpace,
            max_length: int = 128) -> list[Encoded]:
     encoded = []
     for ex in examples:
-        input_ids, word_ids = _subword_ids(tokenizer, ex.tokens, max_length)
-        tag_ids, word_starts, previous = [], [], None
+        input_ids, word_ids, dropped = _subword_ids(tokenizer, ex.tokens, max_length)
+        tag_ids, positions, previous = [], [None] * len(ex.tokens), None
         for position, word in enumerate(word_ids):
             if word is None or word == previous:
                 tag_ids.append(UNKNOWN)
             else:
                 tag_ids.append(labels.tags.encode(ex.tags[word]))
-                word_starts.append(position)
+                positions[word] = position
             previous = word
         command_id = labels.commands.encode(ex.command) if labels.commands is not None else UNKNOWN
-        encoded.append(Encoded(input_ids, tag_ids, word_starts, len(ex.tokens), labels.intents.encode(ex.intent),
-                               command_id))
+        encoded.append(Encoded(input_ids, tag_ids, positions, dropped, labels.intents.encode(ex.intent), command_id))
     return encoded
 
 
@@ -105,3 +136,26 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         "intent": torch.tensor([e.intent_id for e in batch]),
         "command": torch.tensor([e.command_id for e in batch]),
     }
+
+
+def code_points(word: str) -> str:
+    """`U+200B U+00AD`: what a word made of invisible characters is, where printing it shows nothing."""
+    return " ".join(f"U+{ord(ch):04X}" for ch in word)
+
+
+def dropped_words_warning(examples: list[Example], encoded: list[Encoded], listed: int = 3) -> str | None:
+    """One line on a split's words that produce no subword (None if there are none): how many, how many
+    carry an entity tag (never learned, predicted O, so scored as errors), and the first `listed` of them
+    by sentence and word (counted from 1) with their code points. The gold tags are left as they are."""
+    found = [(n, word) for n, enc in enumerate(encoded) for word in enc.dropped_words]
+    if not found:
+        return None
+    tagged = sum(examples[n].tags[word] != "O" for n, word in found)
+    shown = "; ".join(f"sentence {n + 1} word {word + 1} {examples[n].tokens[word]!r} "
+                      f"({code_points(examples[n].tokens[word])})" for n, word in found[:listed])
+    sentences = len({n for n, _ in found})
+    many = len(found) > 1
+    return (f"{len(found)} word{'s' * many} in {sentences} sentence{'s' * (sentences > 1)} produce{'s' * (not many)} "
+            f"no subword with this tokenizer (its normaliser removes {'them' if many else 'it'}; {tagged} with an "
+            f"entity tag): the model never sees {'them' if many else 'it'}, predicted O and scored against the gold "
+            f"tag; e.g. {shown}{'; ...' if len(found) > listed else ''}")

@@ -67,8 +67,8 @@ def test_alignment_first_subword_carries_the_tag(tiny):
     dataset, tokenizer, _ = tiny
     ex = dataset.splits["train"][0]
     enc = encode([ex], tokenizer, dataset.labels)[0]
-    assert len(enc.word_starts) == len(ex.tokens)
-    assert [enc.tag_ids[p] for p in enc.word_starts] == [dataset.labels.tags.encode(t) for t in ex.tags]
+    assert len(enc.word_positions) == len(ex.tokens) and enc.dropped_words == [] and enc.cut_off == 0
+    assert [enc.tag_ids[p] for p in enc.word_positions] == [dataset.labels.tags.encode(t) for t in ex.tags]
     assert sum(t != -100 for t in enc.tag_ids) == len(ex.tokens)
     assert enc.tag_ids[0] == -100 and enc.tag_ids[-1] == -100  # [CLS], [SEP]
 
@@ -133,5 +133,5 @@ def test_slow_tokenizer_alignment_phobert_style(tmp_path, tiny):
     assert not tokenizer.is_fast
     for ex, enc in zip(dataset.splits["train"][:8], encode(dataset.splits["train"][:8], tokenizer, dataset.labels)):
         assert enc.input_ids[0] == tokenizer.bos_token_id and enc.input_ids[-1] == tokenizer.eos_token_id
-        assert [enc.tag_ids[p] for p in enc.word_starts] == [dataset.labels.tags.encode(t) for t in ex.tags]
-        assert len(enc.word_starts) == len(ex.tokens)
+        assert [enc.tag_ids[p] for p in enc.word_positions] == [dataset.labels.tags.encode(t) for t in ex.tags]
+        assert len(enc.word_positions) == len(ex.tokens) and enc.dropped_words == []

@@ -177,8 +177,9 @@ def test_json_schema(runs, capsys):
     assert len(results) == 2
     for n, result in enumerate(results, 1):
         assert set(result) == {"source", "line", "text", "tokens", "tags", "intent", "command", "entities",
-                               "truncated_words"}
+                               "truncated_words", "dropped_words"}
         assert result["source"] == "argument" and result["line"] == n and result["truncated_words"] == 0
+        assert result["dropped_words"] == []
         assert len(result["tokens"]) == len(result["tags"]) and set(result["tags"]) <= set(run.labels.tags.names)
         for head, names in (("intent", run.labels.intents.names), ("command", run.labels.commands.names)):
             ranked = result[head]
