@@ -133,6 +133,7 @@ class Config:
     task_grad_every: int = 50      # every N steps, the gradient norm of each task's weighted loss on the encoder; 0 disables
     collapse_window: int = 20      # logged steps a degenerate-prediction phase must last to be an episode (a collapse only if it lasts to the end; a non-finite loss collapses at once)
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
+    stop_dead_runs: bool = True    # end a dead run (parameters non-finite after a step, every head's output NaN: no later step can change anything), scoring dev and test once; False trains on for the flat curves
     forensics: Literal["off", "first", "every"] = "first"  # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
     log_model: bool = False        # at the end, log best.pt, the tokenizer and config.json to W&B as a model artifact

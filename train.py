@@ -220,6 +220,20 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
     return metrics
 
 
+def dead(model: MultiTaskNLU, batch: dict, autocast) -> bool:
+    """After an optimizer step: the model can no longer change. Its parameters are non-finite and every
+    head's output on `batch` has a NaN in every row, so every loss and every gradient is NaN from now
+    on (each update of a NaN parameter is NaN) and every prediction stays what argmax makes of NaN.
+    A non-finite parameter confined to a part some heads do not read (no gradient clipping to spread
+    it) is not death: the other heads can still learn. Under fp16 a skipped step leaves the
+    parameters finite: not dead."""
+    if all(torch.isfinite(p).all() for p in model.parameters()):
+        return False
+    with torch.no_grad(), autocast():
+        logits = model(batch["input_ids"], batch["attention_mask"])
+    return all(torch.isnan(out).any(-1).all() for out in logits.values())
+
+
 @dataclass
 class Evaluator:
     """Predicts a split with the current model and scores it."""
@@ -274,6 +288,8 @@ class TrainState:
     training_done: bool = False
     stopped_on_collapse: bool = False
     train_seconds: float = 0.0     # training-loop seconds of the steps kept (every attempt's, to the checkpoint)
+    dead_at_step: int | None = None  # the step after which the model could not change any more (train.dead)
+    stopped_dead: bool = False     # training ended there (--stop_dead_runs) rather than at its budget
     timed_from_step: int = 0       # the step train_seconds counts from (a checkpoint from before it was kept)
     last_metrics: dict = field(default_factory=dict)  # the last step's scalars (final/* in the summary)
 
@@ -281,6 +297,7 @@ class TrainState:
         return {TS_STEP: self.step, "epoch": self.epoch, "best_f1": self.best_f1, "n_clipped": self.n_clipped,
                 "training_done": self.training_done, "stopped_on_collapse": self.stopped_on_collapse,
                 "train_seconds": self.train_seconds, "timed_from_step": self.timed_from_step,
+                "dead_at_step": self.dead_at_step, "stopped_dead": self.stopped_dead,
                 "last_metrics": {k: v for k, v in self.last_metrics.items() if not isinstance(v, list)},
                 "monitor": self.monitor.state_dict()}
 
@@ -571,7 +588,50 @@ class Training:
             if cfg.stop_on_collapse and self.watch.collapsed:
                 state.stopped_on_collapse = True
                 break
+            if state.dead_at_step is None and not (math.isfinite(metrics[keys.LOSS_TOTAL])
+                                                   and math.isfinite(metrics[keys.GRAD_NORM])):
+                if self._died(batch):  # only a non-finite step can kill: the check costs nothing elsewhere
+                    break
         return seconds
+
+    def _died(self, batch: dict) -> bool:
+        """Whether this step left the model dead (train.dead); if so, record it and, with
+        --stop_dead_runs, end training here: its dev and test scores are those of every later epoch."""
+        state = self.state
+        if not dead(self.parts.model, batch, self.parts.autocast):
+            return False
+        state.dead_at_step = state.step
+        state.stopped_dead = self.cfg.stop_dead_runs
+        log.warning("%s: %s: %s", self.name, self.dead_reason(),
+                    "stopped; dev and test are scored once (no later step could change them; --stop_dead_runs=False "
+                    "trains on)" if state.stopped_dead else "training on (--stop_dead_runs=False)")
+        return state.stopped_dead
+
+    def dead_reason(self) -> str:
+        return f"parameters non-finite at step {self.state.dead_at_step}"
+
+    def dead_state(self) -> dict:
+        """A dead run's numbers on the batch of its last planned step: exactly what that step would have
+        logged (`final/*` of a run that trained on), without training the steps in between."""
+        parts, cfg, total = self.parts, self.cfg, self.parts.total_steps
+        per_epoch = math.ceil(len(parts.encoded["train"]) / cfg.batch_size)
+        epoch, index = divmod(total - 1, per_epoch)
+        order = epoch_order(len(parts.encoded["train"]), cfg.seed, epoch)
+        if cfg.group_by_length:
+            order = length_grouped(order, [len(e.input_ids) for e in parts.encoded["train"]], cfg.batch_size)
+        chosen = order[index * cfg.batch_size:(index + 1) * cfg.batch_size].tolist()
+        batch = collate([parts.encoded["train"][i] for i in chosen], parts.tokenizer.pad_token_id)
+        batch = {k: v.to(parts.device) for k, v in batch.items()}
+        with torch.no_grad(), parts.autocast():
+            logits = parts.model(batch["input_ids"], batch["attention_mask"])
+            metrics = parts.criterion(logits, batch, epoch)[2]
+        metrics = to_host({**metrics, **step_counts(logits, batch)})
+        metrics.update(count_scalars(metrics, parts.dataset.labels.invalid_mask))
+        for key in self.state.last_metrics:  # the gradient of a NaN loss: NaN in every parameter
+            if key.startswith(keys.GRAD_NORM):
+                metrics[key] = math.nan
+        metrics[keys.GRAD_NORM] = math.nan
+        return metrics
 
     def validate_and_checkpoint(self, epoch: int) -> None:
         """Score dev, judge it for degenerate predictions, keep the best and the last checkpoint."""
@@ -580,7 +640,7 @@ class Training:
         self.tracker.log(state.step, {keys.EPOCH: epoch, **val})
         self.watch.after_eval(epoch, state.step, degenerate_evidence(parts.dataset.splits["dev"], predictions))
         state.epoch = epoch + 1
-        state.training_done = (state.stopped_on_collapse or state.step >= parts.total_steps
+        state.training_done = (state.stopped_on_collapse or state.stopped_dead or state.step >= parts.total_steps
                                or state.epoch >= self.cfg.epochs)
         meta = {CK_CONFIG: asdict(self.cfg), CK_RUN_ID: self.run_id, CK_EPOCH: epoch}
         if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
@@ -608,13 +668,23 @@ class Training:
                       confusion_rows(errors))
         for kind in keys.SPAN_KINDS:
             test[keys.span_count(kind)] = float(sum(n for key, n in errors.items() if key[0] == kind))
-        final = {keys.final(k): v for k, v in state.last_metrics.items()
-                 if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
+        last = self.dead_state() if state.stopped_dead else state.last_metrics
+        final = {keys.final(k): v for k, v in last.items() if k.startswith(keys.FINAL_PREFIXES) and not isinstance(v, list)}
+        if state.dead_at_step is not None:
+            final.update({keys.DEAD_AT_STEP: state.dead_at_step, keys.DEAD_REASON: self.dead_reason()})
+        if state.stopped_dead:
+            final.update({keys.dead_state(k): last[k] for k in keys.DEAD_STATE_KEYS if k in last})
         seconds = state.train_seconds
         summary = {**final, **test, keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1,
-                   keys.STEPS: state.step, keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
+                   keys.STEPS: state.step, keys.PLANNED_STEPS: parts.total_steps,
+                   keys.STOPPED_ON_COLLAPSE: state.stopped_on_collapse,
+                   keys.STOPPED_DEAD: state.stopped_dead,
                    **self.watch.verdict(), keys.PERF_TRAIN_SECONDS: seconds,
                    keys.PERF_STEPS_PER_SECOND: (state.step - state.timed_from_step) / seconds if seconds else math.nan}
+        if state.stopped_dead:  # in the test row's W&B step, still open
+            tracker.carried(f"stopped: {self.dead_reason()}", state.step, parts.total_steps,
+                            {key: summary[keys.dead_state(key)] for key in keys.DEAD_STATE_KEYS
+                             if keys.dead_state(key) in summary})
         tracker.summary(summary)
         if self.cfg.log_model:
             tracker.log_model({keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1})

@@ -9,7 +9,10 @@ finite and show it), then loss components, gradient norms, prediction distributi
 validation metrics and final test metrics by cell. Runs are grouped by what the sweep varies
 (`--sweep_file`, or the sweep's own config fetched with `--sweep`; `--group_by` overrides),
 so the mechanism sweep groups by loss_impl too. The per-label tables (`dist/*/by_label`, label
-names) appear in W&B's automatic panels. `build_workspace` makes the object without touching the
+names) appear in W&B's automatic panels, and so does a dead run's last state carried to its planned end
+(`stopped/last_state`, a chart labelled "stopped: parameters non-finite at step N", since a run that
+stopped dead logs no steps after its death); the "Stopped runs" section compares where runs died with
+their budgets. `build_workspace` makes the object without touching the
 network; the CLI saves (uploads) it.
 """
 from __future__ import annotations
@@ -48,6 +51,7 @@ SECTIONS = {
 # Summary keys of the bar plots: test metrics and the verdict.
 FINAL_METRICS = (keys.split_metric("test", keys.ENTITY_F1), *(keys.split_metric("test", keys.macro_f1(t))
                                                               for t in keys.SENTENCE_TASKS), keys.COLLAPSED)
+STOPPED_METRICS = (keys.DEAD_AT_STEP, keys.STEPS, keys.PLANNED_STEPS)  # summary keys: where runs died, what they trained
 
 
 def group_by(sweep_config: dict | None) -> list[str]:
@@ -76,6 +80,9 @@ def build_workspace(entity: str, project: str, sweep: str | None = None, group: 
     sections.append(ws.Section(name="Final test metrics by cell", is_open=True, panels=[
         wr.BarPlot(title=metric, metrics=[metric], groupby_aggfunc="mean", groupby_rangefunc="stddev")
         for metric in FINAL_METRICS]))
+    sections.append(ws.Section(name="Stopped runs", is_open=True, panels=[
+        wr.BarPlot(title=metric, metrics=[metric], groupby_aggfunc="mean", groupby_rangefunc="minmax")
+        for metric in STOPPED_METRICS]))
     filters = []
     if sweep:
         filters.append(expr.Metric("Sweep") == sweep)

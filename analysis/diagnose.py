@@ -101,7 +101,10 @@ def timeline(run: RunData) -> list[tuple[str, str]]:
              ("first non-finite", f"step {nonfinite}" if nonfinite is not None else "none"),
              ("collapse onset", f"step {onset} ({'; '.join(summary.get(keys.COLLAPSE_REASONS) or [])})"
               if onset is not None else "none: healthy")]
-    if onset is not None:
+    if onset is not None and summary.get(keys.STOPPED_DEAD):
+        lines.append(("recovery", f"none: {summary.get(keys.DEAD_REASON)}, so no later step could change anything "
+                                  f"(stopped there; {summary.get(keys.PLANNED_STEPS)} steps planned)"))
+    elif onset is not None:
         lines.append(("recovery", recovery(rows, onset)))
     return lines
 

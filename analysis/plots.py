@@ -1,7 +1,10 @@
 """Collapse curves: per cell, over steps, with the write-up's healthy bands shaded.
 
 Panels: loss components (non-finite steps marked in red along the top), gradient norm before
-clipping, pred_non_O, and the largest intent share of the batch. Every seed is one line.
+clipping, pred_non_O, and the largest intent share of the batch. Every seed is one line. A run that
+stopped dead (train.py --stop_dead_runs) has no steps after its death: its last state (`dead/*`,
+what every later step would log) is drawn as a dotted line to its planned last step over a hatched
+span labelled with the reason, never as logged steps.
 """
 from __future__ import annotations
 
@@ -33,11 +36,27 @@ def _series(run: RecordedRun, key: str) -> tuple[list[int], list[float]]:
     return [row["step"] for row in rows], [float(row[key]) for row in rows]
 
 
+def _carried(ax, run: RecordedRun, panel_keys: list[str], color: str, log: bool) -> int:
+    """A dead run's last state to its planned end (see the module docstring); returns that end step."""
+    dead_at, end = run.summary.get(keys.DEAD_AT_STEP), run.summary.get(keys.PLANNED_STEPS)
+    if not run.summary.get(keys.STOPPED_DEAD) or dead_at is None or not end or end <= dead_at:
+        return 0
+    ax.axvspan(dead_at, end, facecolor="none", edgecolor=color, hatch="//", alpha=0.25, lw=0)
+    ax.text(dead_at, 0.5, f" stopped: {run.summary.get(keys.DEAD_REASON, 'dead')}", transform=ax.get_xaxis_transform(),
+            fontsize=6, color=color, rotation=90, va="center")
+    for style, key in zip(STYLES, panel_keys):
+        value = run.summary.get(keys.dead_state(key))
+        if isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or not log):
+            ax.plot([dead_at, end], [value, value], style, color=color, lw=1, alpha=0.6, dashes=(1, 2))
+    return end
+
+
 def _draw_panel(ax, runs: list[RecordedRun], keys: list[str], band, log: bool) -> None:
     ax.axhspan(*band, color="tab:green", alpha=0.12, lw=0)
     last_step, marked = 1, False
     for color_index, run in enumerate(runs):
         color = f"C{color_index % 10}"
+        last_step = max(last_step, _carried(ax, run, keys, color, log))
         for style, key in zip(STYLES, keys):
             steps, values = _series(run, key)
             finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v) and (v > 0 or not log)]

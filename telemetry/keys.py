@@ -159,7 +159,23 @@ TABLE_INTENT_CONFUSION = "test/intent_confusion"
 STATUS, RUN_ID, RUN_NAME, ERROR = "status", "run_id", "run_name", "error"
 WANDB_ID = "wandb_id"  # local summary only: the W&B run that --resume attaches to
 STEPS = "steps"
+PLANNED_STEPS = "planned_steps"  # the step budget (epochs x batches, or --max_steps): STEPS unless stopped early
 STOPPED_ON_COLLAPSE = "stopped_on_collapse"
+DEAD_AT_STEP = health("dead_at_step")  # the step after which the parameters were non-finite (None: never)
+DEAD_REASON = health("dead_reason")    # what made it dead, in words ("parameters non-finite at step 1")
+STOPPED_DEAD = "stopped_dead"          # training ended at DEAD_AT_STEP (--stop_dead_runs) rather than at its budget
+
+
+CARRIED_CHART = "stopped/last_state"  # W&B chart of a stopped run's last state, carried to its planned end
+
+
+DEAD_STATE_KEYS = (LOSS_TOTAL, *(loss(t) for t in TASKS), GRAD_NORM, entity_dist(PRED_NON_O),
+                   *(max_share(t) for t in SENTENCE_TASKS))  # what the collapse curves plot
+
+
+def dead_state(key: str) -> str:
+    """A dead run's state, the value every later step would log (its batch is the run's last one)."""
+    return f"dead/{key}"
 BEST_EPOCH = "best/epoch"
 BEST_VAL_ENTITY_F1 = "best/" + split_metric("dev", ENTITY_F1)
 PERF_TRAIN_SECONDS = "perf/train_seconds"

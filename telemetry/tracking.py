@@ -20,6 +20,7 @@ What W&B holds for a run, and why:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import uuid
 from pathlib import Path
@@ -163,6 +164,17 @@ class Tracker:
             plot = self.wandb.plot.confusion_matrix(y_true=[index[g] for g in gold], preds=[index[p] for p in pred],
                                                     class_names=labels, title=name)
             self.run.log({name: plot}, commit=False)
+
+    def carried(self, title: str, from_step: int, to_step: int, values: dict[str, float]) -> None:
+        """A stopped run's last state carried to its planned end, as one labelled W&B chart (key
+        `keys.CARRIED_CHART`): two points per finite value, never logged as history steps. The local record
+        keeps the same numbers in its summary (`dead/*`)."""
+        finite = {key: value for key, value in values.items() if math.isfinite(value)}
+        if self.run is None or not finite:
+            return
+        chart = self.wandb.plot.line_series(xs=[from_step, to_step], ys=[[v, v] for v in finite.values()],
+                                            keys=list(finite), title=title, xname="step")
+        self.run.log({keys.CARRIED_CHART: chart}, commit=False)
 
     def summary(self, values: dict) -> None:
         self.record.update_summary(values)

@@ -129,12 +129,16 @@ def test_every_wandb_row_has_the_epoch_of_its_step(collapsed):
     assert [row["_step"] for row in rows] == sorted(local_epoch)
     assert all(row["epoch"] == local_epoch[row["_step"]] for row in rows)
     val_epochs = [row["epoch"] for row in rows if "val/entity_f1" in row]
-    assert val_epochs == list(range(params["epochs"]))
+    assert params["epochs"] > 1 and val_epochs == [0]  # dead at step 1: dev scored once, no later epoch
     test_row = next(row for row in rows if "test/entity_f1" in row)
-    # a collapsed run never improves on epoch 0, so the test row's checkpoint epoch differs from
-    # the epoch of the last validation row it shares a step with: each keeps its own
-    assert test_row["best/epoch"] == summary["summary"]["best/epoch"] == 0
-    assert test_row["epoch"] == params["epochs"] - 1
+    assert test_row["best/epoch"] == summary["summary"]["best/epoch"] == 0 == test_row["epoch"]
+    charts = [value for r in records if r.get("type") == "config" for key, value in r["config"]["update"].items()
+              if key.endswith("visualize.stopped/last_state")]  # the carried last state, a chart (no step of its own)
+    assert [c["panel_config"]["stringSettings"]["title"] for c in charts] == ["stopped: parameters non-finite at step 1"]
+    values = summary["summary"]
+    assert values["health/dead_at_step"] == 1 and values["stopped_dead"] is True and values["steps"] == 1
+    assert values["health/dead_reason"] == "parameters non-finite at step 1"
+    assert values["planned_steps"] == max(local_epoch) + 1 or values["planned_steps"] > 1
 
 
 def test_collapse_section_keys_are_logged_and_finite_in_a_collapsed_run(collapsed):
@@ -153,11 +157,11 @@ def test_label_counts_by_name_and_the_dataset_artifact(collapsed):
     _, summary, records, run_dir = collapsed
     tags = read_json(run_dir / "config.json")["labels"]["tags"]
     tables = sorted((run_dir.parent / "wandb").glob("offline-run-*-agentrun1/files/media/table/dist/entity/by_label_*.json"))
-    assert len(tables) == 2  # one per epoch
+    assert len(tables) == 1  # one per epoch: the run stopped dead in its first
     table = json.loads(tables[-1].read_text())
     assert table["columns"] == ["label", "pred", "gold"] and [row[0] for row in table["data"]] == tags
     assert sum(row[1] for row in table["data"]) == sum(row[2] for row in table["data"]) > 0
-    assert all(row[1] == 0 for row in table["data"][1:])  # collapsed: every token predicted O
+    assert summary["summary"]["dead/dist/entity/pred_non_O"] == 0  # the dead model predicts every token O
     artifacts = [r["artifact"] for r in records if r.get("type") == "artifact"]
     dataset, = [a for a in artifacts if a["type"] == "dataset"]
     assert dataset["name"] == f"dataset-{Path(summary['config']['data']).name}" and "intents in train" in dataset["description"]
