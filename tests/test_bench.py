@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import bench
 from bench.bench import bare_rate
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import read_history
@@ -54,3 +55,12 @@ def test_peak_rss_says_what_is_wrong_without_a_traceback():
         result = subprocess.run([sys.executable, str(ROOT / "bench" / "peak_rss.py"), *argv],
                                 capture_output=True, text=True)
         assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_goals_are_measured_on_the_readme_s_own_commands(capsys):
+    main_job, tests = bench.readme_command("analysis/reproduce.py"), bench.readme_command("pytest")
+    assert main_job.split(" && ")[-1] == ".venv/bin/python analysis/reproduce.py"
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith(tests.split(" && ")[-1])  # CI runs the same tests
+    bench.print_goals([("a", "1.2", ">= 1.0", True), ("b", "9 min", "<= 8 min", False)])
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[-2:] == ["| a | 1.2 | >= 1.0 | met |", "| b | 9 min | <= 8 min | not met |"]
