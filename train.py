@@ -63,7 +63,7 @@ from nlu_collapse.telemetry.distributions import count_scalars, step_counts, to_
 from nlu_collapse.telemetry.forensics import Forensics
 from nlu_collapse.telemetry.health import HealthMonitor, eval_evidence
 from nlu_collapse.telemetry.record import RunRecord
-from nlu_collapse.telemetry.tracking import Tracker
+from nlu_collapse.telemetry.tracking import Tracker, resolve_mode
 from nlu_collapse.telemetry.watch import CollapseWatch
 
 log = logging.getLogger("train")
@@ -316,9 +316,10 @@ def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, Resumed
     """Parse flags; for --resume, the saved config and the last checkpoint. Seeds everything."""
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(argv)
+    resolve_mode(cfg.wandb_mode)  # online without a W&B login: an error now, not after the record is started
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
-        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
+        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID", wandb=cfg.wandb_mode != "disabled")
         resumed, folder = None, RunFolder(Path(cfg.output_dir) / run_id)
     else:
         folder = RunFolder(cfg.resume)
