@@ -27,6 +27,7 @@ from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
 from typing import Literal
 
+from nlu_collapse import commandline
 from nlu_collapse.telemetry import keys
 
 # Entity-loss reference levels (sweeps/baseline.yaml): each sets entity_loss_scale, gamma and unit_class_weights.
@@ -404,7 +405,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
     """CLI -> resolved Config. Exits with argparse's usage error (status 2) on unknown or malformed flags."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)  # `--key -inf` works, a non-UTF-8 value is refused naming its flag
     try:
         return resolve(Config(**vars(args)), given_flags(argv))
     except ValueError as err:

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
+from nlu_collapse import commandline
 from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
 from nlu_collapse.data import UNKNOWN, Dataset, load_dataset
 from nlu_collapse.data.fingerprint import differences as data_differences
@@ -616,7 +617,8 @@ def main(argv: list[str] | None = None) -> dict:
         training.train()
         test = training.test()
     except BaseException as err:
-        training.fail(err)
+        with commandline.interrupts_deferred("closing the run record and W&B first"):  # a second Ctrl-C
+            training.fail(err)
         if isinstance(err, KeyboardInterrupt):  # Ctrl-C: tell the user how to go on
             raise KeyboardInterrupt("the run is marked interrupted; continue it with "
                                     f"--resume={training.folder.path}") from None
@@ -631,9 +633,4 @@ def _terminated(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        main()
-    except (ValueError, OSError) as err:  # bad input, a damaged record, a full disk, a locked run: one line
-        sys.exit(f"error: {err}")
-    except KeyboardInterrupt as err:
-        sys.exit(f"interrupted: {err}" if str(err) else "interrupted")
+    commandline.run(main)  # bad input, a damaged record, a full disk, a locked run: one line; Ctrl-C: one line

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
                              "finished there are skipped, so give a fresh one to time them)")
     parser.add_argument("--compile", action="store_true", help="also a default run with --compile against without")
     parser.add_argument("--forensics", action="store_true", help="only the cost of --forensics=first on a healthy run")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -382,4 +383,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)
