@@ -40,7 +40,7 @@ from nlu_collapse.evaluation.errors import confusion_rows, span_errors
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
 from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
-from nlu_collapse.model.loading import build_model
+from nlu_collapse.model.loading import build_model, refuse_custom_code, save_encoder_config
 from nlu_collapse.model.prediction import predict_encoded
 from nlu_collapse.model.tokenization import collate
 from nlu_collapse.runfolder import (
@@ -101,10 +101,11 @@ def select_device(name: str) -> torch.device:
 def load_tokenizer(cfg: Config, dataset: Dataset, resumed: RunFolder | None):
     """The encoder's own tokenizer, or for `tiny` one built from train (or reloaded on resume)."""
     if cfg.encoder != "tiny":
-        return AutoTokenizer.from_pretrained(cfg.encoder)
+        return AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=False)
     if resumed is not None:
+        refuse_custom_code(resumed.tokenizer)
         try:
-            return PreTrainedTokenizerFast.from_pretrained(resumed.tokenizer)
+            return PreTrainedTokenizerFast.from_pretrained(resumed.tokenizer, trust_remote_code=False)
         except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
             raise ValueError(f"{resumed.tokenizer}: cannot load the saved tokenizer ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
@@ -453,7 +454,7 @@ class Training:
         """A new attempt of this run id (earlier ones are kept whole); returns its number (1 for the first)."""
         attempt = self.record.start_fresh()
         self.parts.tokenizer.save_pretrained(self.folder.tokenizer)
-        self.parts.model.encoder.config.save_pretrained(self.folder.encoder)  # predict.py rebuilds the encoder from it
+        save_encoder_config(self.parts.model.encoder.config, self.folder.encoder)  # predict.py rebuilds the encoder
         return attempt
 
     def run_info(self) -> dict:
