@@ -27,6 +27,9 @@ from dataclasses import MISSING, dataclass, fields, replace
 from functools import cached_property
 from typing import Literal
 
+from nlu_collapse import commandline
+from nlu_collapse.telemetry import keys
+
 # Entity-loss reference levels (sweeps/baseline.yaml): each sets entity_loss_scale, gamma and unit_class_weights.
 LOSS_LEVELS = {
     "plain_ce": {"entity_loss_scale": 1.0, "gamma": 0.0, "unit_class_weights": True},      # exactly cross-entropy
@@ -71,6 +74,42 @@ RANGES = {
 RENAMED = {"alpha": "entity_loss_scale"}
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one safe path component, never `..` or a `/`
 TINY_MAX_LENGTH = 128  # the tiny encoder's position embeddings
+
+# --- W&B's rules for the names a run gives it (read from wandb 0.31's own code), checked before anything
+# is written: a project has at most 128 characters and none of `/\#?%:` (`wandb_settings.validate_project`;
+# an entity stands in the same URLs); a run id none of `:;,#?/'` (`validate_run_id`); an artifact name at
+# most 128 characters (`artifacts/_validators.NAME_MAXLEN`); a tag 1 to 64 (`validate_run_tags`).
+WANDB_NAME_MAX, WANDB_TAG_MAX = 128, 64
+WANDB_URL_FORBIDDEN = "/\\#?%:"
+WANDB_RUN_ID_FORBIDDEN = ":;,#?/'"
+ARTIFACT_FORBIDDEN_RE = re.compile(r"[^A-Za-z0-9_.-]")  # a character W&B artifact names do not allow
+RERUN_SUFFIX = "-xxxx"  # a fresh rerun of a run id gets the W&B id <run_id>-<4 hex> (telemetry.tracking)
+# W&B tables a run logs, each stored by W&B as the artifact `run-<W&B run id>-<key>`: the test tables, the
+# intent confusion chart's table (W&B appends `_table`) and the per-label tables of every validation row.
+WANDB_TABLES = (keys.TABLE_ENTITY_TYPES, keys.TABLE_ENTITY_ERRORS, f"{keys.TABLE_INTENT_CONFUSION}_table",
+                *(keys.label_table(task) for task in keys.TASKS))
+
+
+def wandb_table_artifact(wandb_id: str, key: str) -> str:
+    """The name W&B gives the artifact of a table logged under `key` (`wandb.sdk.data_types.utils`): it
+    drops the characters artifact names do not allow and then adds a 7-character `-<crc32>` suffix."""
+    name = f"run-{wandb_id}-{key}"
+    kept = ARTIFACT_FORBIDDEN_RE.sub("", name)
+    return name if kept == name else f"{kept}-{'c' * 6}"
+
+
+def wandb_artifacts(run_id: str) -> list[str]:
+    """Every artifact name this repo's W&B runs derive from `run_id`, for its longest W&B id (a rerun's)."""
+    wandb_id = run_id + RERUN_SUFFIX
+    return [f"model-{wandb_id}", *(wandb_table_artifact(wandb_id, key) for key in WANDB_TABLES)]
+
+
+def _longest_run_id() -> int:
+    return max(n for n in range(1, WANDB_NAME_MAX + 1)
+               if all(len(name) <= WANDB_NAME_MAX for name in wandb_artifacts("a" * n)))
+
+
+RUN_ID_MAX_WANDB = _longest_run_id()  # 85: `run-<id>-xxxx-testintent_confusion_table-<crc>` is the longest name
 
 
 def describe_range(name: str) -> str:
@@ -124,7 +163,7 @@ class Config:
     # --- run, logging, W&B
     output_dir: str = "runs"       # the run record goes to <output_dir>/<run_id>/
     run_name: str | None = None    # default: the factor values, e.g. "mask=-inf gamma=3 lambdas=old seed=0"
-    run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id
+    run_id: str | None = None      # default: $WANDB_RUN_ID (set by wandb agent) or a fresh id; W&B on: <= 85 characters
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto (online when W&B finds your login, else offline), online, offline or disabled (no W&B files)
     wandb_project: str = "nlu-collapse"  # W&B project (under wandb agent: the sweep's)
     wandb_entity: str | None = None      # W&B entity (team or user); None: your default
@@ -265,7 +304,9 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"--max_length={cfg.max_length}: the tiny encoder has {TINY_MAX_LENGTH} positions")
     check_tiny(cfg)
     if cfg.run_id is not None:
-        check_run_id(cfg.run_id, "--run_id")
+        check_run_id(cfg.run_id, "--run_id", wandb=cfg.wandb_mode != "disabled")
+    if cfg.wandb_mode != "disabled":
+        check_wandb_names(cfg)
     mask, warmup = cfg.mask, cfg.warmup  # parsed once: a malformed value fails here, naming its flag
     if not all(math.isfinite(w) and w >= 0 for w in warmup or ()):
         raise ValueError(f"--entity_warmup={cfg.entity_warmup!r}: expected comma-separated finite weights "
@@ -305,11 +346,32 @@ def resolve(cfg: Config, given: set[str] = frozenset()) -> Config:
     return cfg
 
 
-def check_run_id(run_id: str, source: str) -> None:
-    """A run id becomes a folder name under --output_dir: one safe path component only."""
+def check_run_id(run_id: str, source: str, wandb: bool = True) -> None:
+    """A run id becomes a folder name under --output_dir: one safe path component only. With W&B on it
+    also names the run's W&B artifacts, which W&B limits to WANDB_NAME_MAX characters: checked here, for
+    every name this repo derives from it, rather than at the first validation epoch."""
     if not RUN_ID_RE.fullmatch(str(run_id)):  # `$` alone would also match before a trailing newline
         raise ValueError(f"{source}={run_id!r}: expected a file name of letters, digits, '.', '_' or '-' "
                          "(at most 128, not starting with '.' or '-')")
+    if wandb and len(run_id) > RUN_ID_MAX_WANDB:
+        longest = max(wandb_artifacts(run_id), key=len)
+        raise ValueError(f"{source}: {len(run_id)} characters, at most {RUN_ID_MAX_WANDB} with W&B on: W&B names "
+                         f"artifacts after the run id (here up to {len(longest)} characters, {longest[:24]}...) and "
+                         f"allows {WANDB_NAME_MAX}; use a shorter id, or --wandb_mode=disabled")
+
+
+def check_wandb_names(cfg: Config) -> None:
+    """The W&B project and entity as W&B accepts them (see WANDB_NAME_MAX), before anything is written."""
+    for name in ("wandb_project", "wandb_entity"):
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        bad = sorted(set(value) & set(WANDB_URL_FORBIDDEN))
+        if not value or len(value) > WANDB_NAME_MAX or bad:
+            raise ValueError(f"--{name}={value!r}: W&B expects 1 to {WANDB_NAME_MAX} characters, none of "
+                             f"{' '.join(WANDB_URL_FORBIDDEN)}" + (f" (found {' '.join(bad)})" if bad else "")
+                             + ("; for team/name give --wandb_entity=team --wandb_project=name"
+                                if name == "wandb_project" and "/" in value else ""))
 
 
 def renamed(values: dict) -> dict:
@@ -344,7 +406,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
     """CLI -> resolved Config. Exits with argparse's usage error (status 2) on unknown or malformed flags."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)  # `--key -inf` works, a non-UTF-8 value is refused naming its flag
     try:
         return resolve(Config(**vars(args)), given_flags(argv))
     except ValueError as err:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
+from nlu_collapse import commandline
+from nlu_collapse.safeio import decode_utf8
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.health import NOT_LEARNED
 
@@ -49,19 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_lines(path: str) -> list[tuple[str, int, str]]:
-    """(source, line number, text) for each line of a file or stdin."""
-    if path == "-":
-        return [("stdin", n, line) for n, line in enumerate(sys.stdin.read().splitlines(), 1)]
+    """(source, line number, text) for each line of a file or stdin. Both are read as bytes and decoded
+    here, so bytes that are not UTF-8 are named by source, line and column, whatever the locale."""
+    source = "stdin" if path == "-" else path
     try:
-        raw = Path(path).read_bytes()
+        raw = (getattr(sys.stdin, "buffer", None) or sys.stdin).read() if path == "-" else Path(path).read_bytes()
     except OSError as err:
         raise InputError(f"--input={path}: {err.strerror}") from None
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not UTF-8 (byte {raw[err.start]:#04x})") from None
-    return [(path, n, line) for n, line in enumerate(text.splitlines(), 1)]
+        text = decode_utf8(raw, source) if isinstance(raw, bytes) else raw
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return [(source, n, line) for n, line in enumerate(text.splitlines(), 1)]
 
 
 def collect_inputs(args) -> list[tuple[str, int, str]]:
@@ -153,7 +153,7 @@ def format_text(text: str, result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    args = commandline.parse(build_parser(), argv)  # options before or after the sentences
     for flag in ("batch_size", "top_k"):
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag}={getattr(args, flag)}: expected a positive integer")
@@ -184,13 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli() -> None:
-    try:
-        sys.exit(main())
-    except ValueError as err:  # InputError, model.loading.RunError: messages that name the file or flag
-        sys.exit(f"error: {err}")
-    except BrokenPipeError:  # `predict.py ... | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+    commandline.run(main)  # InputError, model.loading.RunError: one line naming the file or flag; `| head` is fine
 
 
 if __name__ == "__main__":

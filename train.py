@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
+from nlu_collapse import commandline
 from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
 from nlu_collapse.data import UNKNOWN, Dataset, load_dataset
 from nlu_collapse.data.fingerprint import differences as data_differences
@@ -39,7 +40,7 @@ from nlu_collapse.evaluation.errors import confusion_rows, span_errors
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
 from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
-from nlu_collapse.model.loading import build_model
+from nlu_collapse.model.loading import build_model, refuse_custom_code, save_encoder_config
 from nlu_collapse.model.prediction import predict_encoded
 from nlu_collapse.model.tokenization import collate, dropped_words_warning
 from nlu_collapse.runfolder import (
@@ -63,7 +64,7 @@ from nlu_collapse.telemetry.distributions import count_scalars, step_counts, to_
 from nlu_collapse.telemetry.forensics import Forensics
 from nlu_collapse.telemetry.health import HealthMonitor, eval_evidence
 from nlu_collapse.telemetry.record import RunRecord
-from nlu_collapse.telemetry.tracking import Tracker
+from nlu_collapse.telemetry.tracking import Tracker, resolve_mode
 from nlu_collapse.telemetry.watch import CollapseWatch
 
 log = logging.getLogger("train")
@@ -100,10 +101,11 @@ def select_device(name: str) -> torch.device:
 def load_tokenizer(cfg: Config, dataset: Dataset, resumed: RunFolder | None):
     """The encoder's own tokenizer, or for `tiny` one built from train (or reloaded on resume)."""
     if cfg.encoder != "tiny":
-        return AutoTokenizer.from_pretrained(cfg.encoder)
+        return AutoTokenizer.from_pretrained(cfg.encoder, trust_remote_code=False)
     if resumed is not None:
+        refuse_custom_code(resumed.tokenizer)
         try:
-            return PreTrainedTokenizerFast.from_pretrained(resumed.tokenizer)
+            return PreTrainedTokenizerFast.from_pretrained(resumed.tokenizer, trust_remote_code=False)
         except Exception as err:  # a damaged tokenizer/ folder: name it rather than show the parser's traceback
             raise ValueError(f"{resumed.tokenizer}: cannot load the saved tokenizer ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
@@ -350,9 +352,10 @@ def resolve_run(argv: list[str] | None) -> tuple[Config, str, RunFolder, Resumed
     over from step 0 with its recorded configuration, the earlier attempt kept). Seeds everything."""
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(argv)
+    resolve_mode(cfg.wandb_mode)  # online without a W&B login: an error now, not after the record is started
     if cfg.resume is None:
         run_id = cfg.run_id or os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
-        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID")
+        check_run_id(run_id, "--run_id" if cfg.run_id else "$WANDB_RUN_ID", wandb=cfg.wandb_mode != "disabled")
         resumed, folder = None, RunFolder(Path(cfg.output_dir) / run_id)
     else:
         folder = RunFolder(cfg.resume)
@@ -503,7 +506,7 @@ class Training:
         """A new attempt of this run id (earlier ones are kept whole); returns its number (1 for the first)."""
         attempt = self.record.start_fresh()
         self.parts.tokenizer.save_pretrained(self.folder.tokenizer)
-        self.parts.model.encoder.config.save_pretrained(self.folder.encoder)  # predict.py rebuilds the encoder from it
+        save_encoder_config(self.parts.model.encoder.config, self.folder.encoder)  # predict.py rebuilds the encoder
         return attempt
 
     def run_info(self) -> dict:
@@ -724,7 +727,8 @@ def main(argv: list[str] | None = None) -> dict:
         training.train()
         test = training.test()
     except BaseException as err:
-        training.fail(err)
+        with commandline.interrupts_deferred("closing the run record and W&B first"):  # a second Ctrl-C
+            training.fail(err)
         if isinstance(err, KeyboardInterrupt):  # Ctrl-C: tell the user how to go on
             raise KeyboardInterrupt("the run is marked interrupted; continue it with "
                                     f"--resume={training.folder.path}") from None
@@ -739,9 +743,4 @@ def _terminated(signum, frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        main()
-    except (ValueError, OSError) as err:  # bad input, a damaged record, a full disk, a locked run: one line
-        sys.exit(f"error: {err}")
-    except KeyboardInterrupt as err:
-        sys.exit(f"interrupted: {err}" if str(err) else "interrupted")
+    commandline.run(main)  # bad input, a damaged record, a full disk, a locked run: one line; Ctrl-C: one line

@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.tracking import require_credentials
 
 GROUP_BY = ("mask_value", "gamma", "lambdas")  # the ablation's factors, when the sweep is not known
 NOT_A_FACTOR = ("seed",)  # varied for replication, never a group
@@ -120,12 +122,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group_by", help="comma-separated config keys to group by (overrides the sweep's)")
     parser.add_argument("--group", help="only this W&B group (sweeps/local.py uses the sweep folder's name)")
     parser.add_argument("--name", default="NLU collapse ablation")
-    args = parser.parse_args(argv)
-    factors = args.group_by.split(",") if args.group_by else group_by(_sweep_config(args, parser))
+    args = commandline.parse(parser, argv)
+    from_file = _sweep_config(args, parser) if args.sweep_file and not args.group_by else None  # named first
+    require_credentials("analysis/dashboard.py (it saves the workspace to W&B)")  # before W&B would prompt
+    if args.group_by:
+        factors = args.group_by.split(",")
+    else:
+        factors = group_by(from_file if args.sweep_file else _sweep_config(args, parser))
     workspace = build_workspace(args.entity, args.project, args.sweep, args.group, args.name, factors)
     workspace.save()
     print(f"saved: {workspace.url} (runs grouped by {', '.join(factors)})")
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

@@ -19,10 +19,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.health import NOT_LEARNED
 from nlu_collapse.telemetry.record import read_history, read_json
+from nlu_collapse.telemetry.tracking import require_credentials
 
 # Flags that are raised in healthy runs too (pred_non_O is out of the 15-35% band in most steps of
 # most runs) or that summarise other flags: not a "first flag".
@@ -264,6 +266,8 @@ def load(target: str, api=None) -> RunData:
     if path.exists() or target.count("/") != 2 or target.startswith(("/", ".", "~")):
         raise ValueError(f"{target}: not a run directory (expected runs/<run_id> with a config.json, "
                          "or ENTITY/PROJECT/RUN_ID)")
+    if api is None:
+        require_credentials(target)  # W&B would otherwise wait at a login prompt on a terminal
     try:
         return load_wandb(target, api)
     except Exception as err:  # wandb raises its own error types (no API key, no such run, no network)
@@ -273,7 +277,7 @@ def load(target: str, api=None) -> RunData:
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run directory (runs/<run_id>) or ENTITY/PROJECT/RUN_ID")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     try:
         text = render(load(args.run))
     except (ValueError, OSError) as err:
@@ -283,4 +287,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

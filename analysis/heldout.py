@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from nlu_collapse import commandline
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.report import markdown_table, write_csv
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
@@ -49,6 +50,7 @@ from nlu_collapse.evaluation.heldout import (
     score_run,
 )
 from nlu_collapse.runfolder import CHECKPOINTS, RunFolder, SweepFolder
+from nlu_collapse.safeio import atomic_write_text
 from nlu_collapse.telemetry import keys
 
 log = logging.getLogger("heldout")
@@ -225,18 +227,19 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="which weights to score")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to predict")
     parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)  # options before or after the paths
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device=cuda: no CUDA device is available (use --device=cpu)")
+    if not args.paths[0].is_dir():
+        parser.error(f"{args.paths[0]}: no such directory (expected a sweep folder or a run directory)")
+    out = commandline.writable_folder(args.out or SweepFolder(args.paths[0]).report, "--out")  # before scoring
     try:
         runs, left_out = analyse(args.paths, args.checkpoint, torch.device(args.device))
     except HeldoutError as err:
         parser.error(str(err))
     groups = group(runs)
     markdown = render(runs, groups, left_out, args.checkpoint)
-    out = args.out or SweepFolder(args.paths[0]).report
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "heldout.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(out / "heldout.md", markdown)
     write_csv(out / "heldout.csv", csv_rows(groups))
     write_csv(out / "heldout_runs.csv", run_rows(runs))
     print(markdown)
@@ -246,7 +249,4 @@ def main(argv: list[str] | None = None) -> Report:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: no report written")
+    commandline.run(main, "interrupted: no report written")

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import statistics
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.analysis.records import RecordedRun, load_local, load_wandb
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 from nlu_collapse.runfolder import SweepFolder
+from nlu_collapse.safeio import atomic_write_text
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.health import NOT_LEARNED
+from nlu_collapse.telemetry.tracking import require_credentials
 
 # The write-up's two configurations and its own expectations (guesses, not measurements).
 BEFORE = {"mask_value": "-inf", "gamma": 3.0, "lambdas": "old"}
@@ -266,13 +269,15 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    """Written whole or not at all (a Ctrl-C mid-write leaves the previous file)."""
     if not rows:
         return
     columns = list(dict.fromkeys(c for row in rows for c in row))
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def not_finished(runs: list[RecordedRun]) -> list[dict]:
@@ -346,7 +351,7 @@ def build_report(runs: list[RecordedRun], title: str, out: Path, plots: bool = T
         parts += ["\n## Runs not counted (stale: not of this plan; duplicate: a second record of a counted run)\n\n",
                   markdown_table(not_counted(runs))]
     report = "".join(parts)
-    (out / "report.md").write_text(report, encoding="utf-8")
+    atomic_write_text(out / "report.md", report)
     write_csv(out / "before_after.csv", all_before_after)
     write_csv(out / "grid.csv", all_grid)
     write_csv(out / "effects.csv", all_effects)
@@ -361,10 +366,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--sweep", help="with --wandb: only this sweep's runs")
     parser.add_argument("--out", type=Path, help="output folder (default: <folder>/report)")
     parser.add_argument("--no_plots", action="store_true", help="tables only")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)  # options before or after the folders
     if args.wandb:
+        require_credentials(f"--wandb={args.wandb}")  # before W&B would prompt for a login or fail
+        out = commandline.writable_folder(args.out or Path("report"), "--out")
         runs, title = load_wandb(args.wandb, args.sweep), f"W&B {args.wandb} {args.sweep or ''}".strip()
-        out = args.out or Path("report")
     elif args.folders:
         runs = []
         for folder in args.folders:
@@ -373,7 +379,7 @@ def main(argv: list[str] | None = None) -> str:
             except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
                 parser.error(str(err))
         title = "Sweep " + " + ".join(folder.name for folder in args.folders)
-        out = args.out or SweepFolder(args.folders[0]).report
+        out = commandline.writable_folder(args.out or SweepFolder(args.folders[0]).report, "--out")
     else:
         parser.error("give a sweep folder or --wandb ENTITY/PROJECT")
     report = build_report(runs, title, out, plots=not args.no_plots)
@@ -383,7 +389,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: no report written")
+    commandline.run(main, "interrupted: no report written")

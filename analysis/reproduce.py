@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.data import EMBEDDED  # the embedded datasets (the project is installed: pip install -e .)
 from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.telemetry import keys
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--data", action="append", default=None,
                         help="a dataset to run the sweep on (repeat for several; default: both embedded datasets)")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     sweep_code, folders, seconds = 0, [], []
     for data in args.data or list(EMBEDDED):
         sweep_cmd = [sys.executable, str(ROOT / "sweeps" / "local.py"), str(args.sweep), f"--workers={args.workers}",
@@ -69,4 +70,4 @@ def loops(folder: SweepFolder) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commandline.run(main)

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections import defaultdict
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.analysis.records import RecordedRun, load_local
 from nlu_collapse.analysis.report import markdown_table, not_counted, write_csv
 from nlu_collapse.analysis.stats import fmt_mean_std, mean_std
 from nlu_collapse.config import Config
 from nlu_collapse.runfolder import SweepFolder
+from nlu_collapse.safeio import atomic_write_text
 from nlu_collapse.telemetry import keys
 
 # Table column -> the train.py flag the search varies.
@@ -212,7 +213,7 @@ def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_sec
         parts += ["\n## Runs not counted (stale: not of this plan; duplicate: a second record of a counted run)\n\n",
                   markdown_table(not_counted(runs))]
     report = "".join(parts)
-    (out / "tune.md").write_text(report, encoding="utf-8")
+    atomic_write_text(out / "tune.md", report)
     write_csv(out / "tune_runs.csv", table)
     write_csv(out / "tune_marginals.csv", margins)
     return report
@@ -224,14 +225,14 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--budget_seconds", type=float, default=None,
                         help="also name the best run whose perf/train_seconds is at most this")
     parser.add_argument("--out", type=Path, help="output folder (default: <folder>/report)")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     if args.budget_seconds is not None and not (math.isfinite(args.budget_seconds) and args.budget_seconds > 0):
         parser.error(f"--budget_seconds={args.budget_seconds:g}: expected a positive number of seconds")
     try:
         runs = load_local(args.folder)
     except (FileNotFoundError, ValueError) as err:  # no sweep folder, or a damaged sweep.json: one line
         parser.error(str(err))
-    out = args.out or SweepFolder(args.folder).report
+    out = commandline.writable_folder(args.out or SweepFolder(args.folder).report, "--out")  # before any work
     report = build_tune_report(runs, f"Tuning search {args.folder.name}", out, args.budget_seconds)
     print(report)
     print(f"written to {out}")
@@ -239,7 +240,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit("interrupted: no report written")
+    commandline.run(main, "interrupted: no report written")

@@ -34,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also the README's main-job command in a fresh clone of HEAD, installation included")
     parser.add_argument("--tests", action="store_true", help="also the README's test command (without set-up)")
     parser.add_argument("--goals", action="store_true", help="--ablation, --main_job and --tests, then every goal")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     if args.goals:
         args.ablation = args.main_job = args.tests = True
     goals = []
@@ -460,4 +461,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

@@ -13,7 +13,7 @@ import io
 import logging
 import tempfile
 
-from nlu_collapse import train
+from nlu_collapse import commandline, train
 from nlu_collapse.data import EMBEDDED
 from nlu_collapse.telemetry import keys
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[20, 40, 60, 100, 150], help="--max_steps budgets")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     logging.disable(logging.WARNING)
     print("| data | max_steps | seed | outcome | collapse step |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as out:
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

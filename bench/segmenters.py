@@ -18,6 +18,7 @@ import argparse
 import re
 import time
 
+from nlu_collapse import commandline
 from nlu_collapse.data.phone_assistant import generate
 from nlu_collapse.data.segmentation import segment
 
@@ -80,7 +81,7 @@ def candidates():
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000, help="generated sentences to segment")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     examples = generate(seed=1, sizes=(args.n, 0, 0))["train"]
     typed = [" ".join(ex.tokens).replace("_", " ") for ex in examples]
     plain = [i for i, ex in enumerate(examples) if "".join(ex.tokens).isascii()]
@@ -99,4 +100,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

@@ -12,6 +12,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.data import DEFAULT_DATA, EMBEDDED, Dataset, load_dataset, materialize_embedded
 from nlu_collapse.data.novelty import held_out_flags, new_ngram_flags, recorded_held_out, spans, unseen_value_share
 
@@ -93,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help=f"embedded name ({', '.join(EMBEDDED)}) or path")
     parser.add_argument("--data_format", default="auto", help="auto, jsonl, jointbert or massive")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     dataset = load_dataset(args.data, args.data_format)
     folder = materialize_embedded(args.data) if args.data in EMBEDDED else Path(args.data)
     print(card(dataset, recorded_held_out(folder) if folder.is_dir() else None))
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)  # a missing or malformed dataset: one line naming the file

@@ -35,7 +35,13 @@ SegmentRun = Callable[[str], list[str]]  # "đặt báo thức" -> ["đặt", "b
 
 
 def normalize(text: str) -> str:
-    """NFC, every run of whitespace (tabs, non-breaking and zero-width spaces included) one space."""
+    """NFC, every run of whitespace (tabs, non-breaking and zero-width spaces included) one space. Text
+    holding a lone surrogate (bytes that were not UTF-8, escaped by Python) is a ValueError here: pyvi's
+    tagger would fail on it with a SystemError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"not UTF-8 text: {text[err.start]!r} at character {err.start} of {text!r}") from None
     text = unicodedata.normalize("NFC", text).replace("\u200b", " ").replace("\ufeff", " ")
     return " ".join(text.split())
 

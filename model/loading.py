@@ -10,6 +10,8 @@ vocabularies and the invalid-label mask are the run's own, in the run's order.
 """
 from __future__ import annotations
 
+import copy
+import json
 import pickle
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -28,6 +30,37 @@ from nlu_collapse.safeio import read_json
 
 class RunError(ValueError):
     """A run directory that cannot be loaded; the message names the path and what is missing."""
+
+
+# Keys of a Hugging Face config file that name Python code to import from the folder (transformers runs it
+# when `trust_remote_code` is granted, and asks at a terminal when it is left unset).
+CUSTOM_CODE_KEYS = ("auto_map", "custom_pipelines")
+
+
+def refuse_custom_code(folder: Path) -> None:
+    """A run folder is data, never code: one whose Hugging Face config files (`*.json` in `folder`) name
+    custom code is refused before transformers reads them. Everything here also loads with
+    `trust_remote_code=False`, so no prompt is ever shown and nothing from the folder is imported."""
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            content = read_json(path)
+        except (OSError, ValueError):  # a damaged file: the loader names it
+            continue
+        named = [key for key in CUSTOM_CODE_KEYS if isinstance(content, dict) and key in content]
+        if named:
+            raise RunError(f"{path}: names custom code to run ({named[0]}: {json.dumps(content[named[0]])[:80]}); "
+                           f"code from a run folder is never run (train.py writes no {named[0]}; delete the entry "
+                           "to load the folder with transformers' own classes)")
+
+
+def save_encoder_config(config, folder: Path) -> None:
+    """The encoder's architecture for `load_run`, without the custom-code entries a hub config may carry
+    (the encoder was built without running them; `refuse_custom_code` would refuse the run folder)."""
+    config = copy.deepcopy(config)
+    for key in CUSTOM_CODE_KEYS:
+        if hasattr(config, key):
+            delattr(config, key)
+    config.save_pretrained(folder)
 
 
 @dataclass
@@ -85,13 +118,13 @@ def _encoder(run_dir: Path, cfg: Config, vocab_size: int):
     if cfg.encoder == "tiny" and not recorded:
         return build_encoder("tiny", vocab_size, tiny_architecture(cfg))
     try:
-        config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder)
+        config = AutoConfig.from_pretrained(saved if recorded else cfg.encoder, trust_remote_code=False)
     except (OSError, ValueError) as err:  # missing or unreadable; ValueError: no or an unknown model_type
         name = folder.encoder_config.relative_to(folder.path)
         problem = (f"{name} cannot be read" if recorded
                    else f"no {name} and the encoder {cfg.encoder!r} cannot be loaded offline")
         raise RunError(f"{run_dir}: {problem} ({str(err).splitlines()[0]})") from None
-    return tiny_encoder(config) if cfg.encoder == "tiny" else AutoModel.from_config(config)
+    return tiny_encoder(config) if cfg.encoder == "tiny" else AutoModel.from_config(config, trust_remote_code=False)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device | str = "cpu") -> LoadedRun:
@@ -107,8 +140,10 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: torch.device
     if missing:
         raise RunError(f"{run_dir}: missing {' and '.join(missing)} (the run did not finish an epoch, "
                        f"or the record is incomplete)")
+    for part in (folder.tokenizer, folder.encoder):  # before transformers reads either
+        refuse_custom_code(part)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(folder.tokenizer, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise RunError(f"{folder.tokenizer}: cannot be loaded ({str(err).splitlines()[0]})") from None
     model = build_model(cfg, labels, len(tokenizer), encoder=_encoder(run_dir, cfg, len(tokenizer)))

@@ -30,7 +30,7 @@ def build_encoder(name: str, vocab_size: int, tiny: dict | None = None) -> PreTr
     anything else: `AutoModel.from_pretrained`."""
     if name == "tiny":
         return tiny_encoder(BertConfig(vocab_size=vocab_size, **(tiny or TINY)))
-    return AutoModel.from_pretrained(name)
+    return AutoModel.from_pretrained(name, trust_remote_code=False)  # never code from a model folder or the hub
 
 
 def tiny_encoder(config: BertConfig) -> BertModel:

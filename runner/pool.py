@@ -14,6 +14,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from nlu_collapse import commandline
 from nlu_collapse.runfolder import RUNNER_LOCK, SweepFolder
 from nlu_collapse.runner.launching import Launcher
 from nlu_collapse.runner.planning import stale_reason
@@ -92,7 +93,8 @@ def execute(sweep: dict, workers: int = 2, fresh: bool = False, launcher: str = 
         try:
             return _execute(sweep, folder, workers, fresh, launch)
         finally:
-            launch.close()
+            with commandline.interrupts_deferred("closing the fork server first"):
+                launch.close()
 
 
 def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch: Launcher) -> dict:
@@ -145,8 +147,9 @@ def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch
                 write_manifest(sweep, status, reasons, stale)
                 bar.update(1)
     except BaseException:
-        launch.stop_all()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records
+        with commandline.interrupts_deferred("stopping the runs in flight first (each keeps its record)"):
+            launch.stop_all()  # Ctrl-C / SIGTERM: the runs in flight stop too, and keep their records
+            pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: start nothing new
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C: start nothing new
+    pool.shutdown(wait=True)
     return status

@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from nlu_collapse import commandline
 from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.runner.planning import SweepError, plan
 from nlu_collapse.runner.pool import execute
@@ -57,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="start over the runs that cannot resume (every checkpoint damaged); the earlier "
                              "attempt moves to its previous/ folder")
-    args = parser.parse_args(argv)
+    args = commandline.parse(parser, argv)
     if args.workers < 1:
         parser.error(f"--workers={args.workers}: expected a positive integer")
+    if not args.dry_run:
+        commandline.writable_folder(args.out, "--out")  # before planning: one line naming the flag
     try:
         sweep = plan(args.sweep, args.out.resolve(), args.data, args.count)
     except SweepError as err:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted: the same command resumes {sweep['name']}", file=sys.stderr)
         return 130
     except (LockedError, OSError) as err:  # another runner owns the folder, or it cannot be written
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {commandline.one_line(err)}", file=sys.stderr)
         return 1
     folder = SweepFolder(sweep["folder"])
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
@@ -89,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    commandline.run(main, "interrupted: nothing started yet")  # Ctrl-C while planning, a bad --out: one line

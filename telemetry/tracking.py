@@ -19,6 +19,7 @@ What W&B holds for a run, and why:
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -27,6 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nlu_collapse.config import (
+    ARTIFACT_FORBIDDEN_RE,
+    RERUN_SUFFIX,
+    WANDB_NAME_MAX,
+    WANDB_RUN_ID_FORBIDDEN,
+    WANDB_TAG_MAX,
+)
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.wandb_values import to_wandb
@@ -57,15 +65,29 @@ def find_credentials():
         raise ValueError(f"W&B credentials for {host}: {err}") from None
 
 
+def require_credentials(what: str) -> None:
+    """A command that needs W&B's servers stops here, before any work, when W&B would find no login: W&B
+    itself would fail later with a traceback, or, at a terminal, wait at a login prompt."""
+    if find_credentials() is None:
+        from wandb.sdk import wandb_setup
+
+        host = wandb_setup.singleton().settings.base_url
+        netrc = os.environ.get("NETRC") or "~/.netrc"
+        raise ValueError(f"{what}: no W&B login for {host} (no $WANDB_API_KEY, no entry for it in {netrc}): "
+                         "run `wandb login` (or set WANDB_API_KEY) first")
+
+
 def resolve_mode(mode: str) -> str:
-    if mode != "auto":
-        return mode
-    env = os.environ.get("WANDB_MODE", "").lower()
-    if env in ("online", "offline", "disabled"):
-        return env
-    if env == "dryrun":
-        return "offline"
-    return "online" if find_credentials() is not None else "offline"
+    """auto -> online or offline (see the module docstring); online without a login is an error here."""
+    source = "--wandb_mode=online"
+    if mode == "auto":
+        env = os.environ.get("WANDB_MODE", "").lower()
+        if env not in ("online", "offline", "disabled", "dryrun"):
+            return "online" if find_credentials() is not None else "offline"
+        mode, source = ("offline" if env == "dryrun" else env), "$WANDB_MODE=online"
+    if mode == "online":
+        require_credentials(source)
+    return mode
 
 
 def under_agent() -> bool:
@@ -76,10 +98,27 @@ def under_agent() -> bool:
 def wandb_identity(record: RunRecord, run_id: str, resuming: bool) -> tuple[str, str]:
     """(W&B run id, resume mode) outside an agent; see the module docstring."""
     if resuming:
-        return record.summary.get(keys.WANDB_ID, run_id), "must"
+        saved = record.summary.get(keys.WANDB_ID, run_id)
+        if valid_wandb_id(saved):
+            return saved, "must"
+        fresh = rerun_id(run_id)
+        log.warning("%s: %s=%r is not a W&B run id (a damaged record?); the resumed run goes on in a new W&B "
+                    "run %s (the local record is unchanged)", record.folder.summary, keys.WANDB_ID, saved, fresh)
+        return fresh, "never"
     if record.folder.earlier_attempts():  # a fresh rerun: the earlier attempt keeps its W&B run
-        return f"{run_id}-{uuid.uuid4().hex[:4]}", "never"
+        return rerun_id(run_id), "never"
     return run_id, "never"
+
+
+def rerun_id(run_id: str) -> str:
+    """A new W&B id for another W&B run of `run_id` (as long as config.RERUN_SUFFIX allows for)."""
+    return f"{run_id}-{uuid.uuid4().hex[:len(RERUN_SUFFIX) - 1]}"
+
+
+def valid_wandb_id(value) -> bool:
+    """A W&B run id as wandb.init accepts it (config.WANDB_RUN_ID_FORBIDDEN) and this repo can name artifacts after."""
+    return (isinstance(value, str) and bool(value) and value == value.strip() and len(value) <= WANDB_NAME_MAX
+            and not set(value) & set(WANDB_RUN_ID_FORBIDDEN))
 
 
 class Tracker:
@@ -98,6 +137,8 @@ class Tracker:
 
         self.wandb = wandb
         kwargs = dict(init_kwargs)
+        # W&B refuses a tag longer than WANDB_TAG_MAX (a data folder's name in `data=<name>` can be)
+        kwargs["tags"] = [str(tag)[:WANDB_TAG_MAX] for tag in kwargs.get("tags") or []] or None
         if under_agent():
             for key in ("project", "entity", "id"):
                 kwargs.pop(key, None)
@@ -201,7 +242,7 @@ class Tracker:
         from nlu_collapse.data.card import card
 
         text = card(dataset)
-        artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,
+        artifact = self.wandb.Artifact(artifact_name("dataset", dataset.name), type="dataset", description=text,
                                        metadata={"format": dataset.data_format,
                                                  "sizes": {s: len(e) for s, e in dataset.splits.items()},
                                                  "fingerprint": dataset.fingerprint})
@@ -224,7 +265,7 @@ class Tracker:
         if self.run is None:
             return
         folder = self.record.folder
-        artifact = self.wandb.Artifact(f"model-{_artifact_name(self.run.id)}", type="model", metadata=metadata)
+        artifact = self.wandb.Artifact(artifact_name("model", self.run.id), type="model", metadata=metadata)
         artifact.add_file(str(folder.best), name=folder.best.name)
         artifact.add_file(str(folder.config), name=folder.config.name)
         if folder.tokenizer.is_dir():
@@ -249,6 +290,13 @@ class Tracker:
             self.run = None
 
 
-def _artifact_name(text: str) -> str:
-    """W&B artifact names allow letters, digits, '-', '_' and '.'."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+def artifact_name(kind: str, text: str) -> str:
+    """`<kind>-<text>` as a W&B artifact name: letters, digits, '-', '_' and '.' only (any other character
+    becomes '-'), at most WANDB_NAME_MAX characters (a longer one is cut, with a hash of the whole text so
+    that two long names stay apart)."""
+    name = f"{kind}-{ARTIFACT_FORBIDDEN_RE.sub('-', text)}"
+    if len(name) <= WANDB_NAME_MAX:
+        return name
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{name[:WANDB_NAME_MAX - len(digest) - 1]}-{digest}"
+

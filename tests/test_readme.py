@@ -47,6 +47,7 @@ def test_online_dashboard_command_runs_as_written(monkeypatch, capsys):
     line = next(line for line in online_block() if line.startswith("python analysis/dashboard.py"))
     argv = line.replace("$ENTITY", "my-team").replace("$SWEEP_ID", "abc123xy").split()[2:]
     saved = []
+    monkeypatch.setattr(dashboard, "require_credentials", lambda what: None)  # the block runs `wandb login` first
     monkeypatch.setattr(dashboard, "build_workspace", lambda *args: saved.append(args) or
                         type("W", (), {"save": lambda self: None, "url": "https://example"})())
     dashboard.main(argv)
