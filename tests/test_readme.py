@@ -53,3 +53,14 @@ def test_online_dashboard_command_runs_as_written(monkeypatch, capsys):
     dashboard.main(argv)
     entity, project, sweep, _, _, factors = saved[0]
     assert (entity, project, sweep, factors) == ("my-team", "nlu-collapse", "abc123xy", ["mask_value", "gamma", "lambdas"])
+
+
+def test_the_faults_table_is_generated_from_the_fault_tests():
+    """Every fault test belongs to one row of README's "What survives what", and the table is today's output."""
+    from tests import faults_table
+
+    counts = faults_table.collected()
+    assert faults_table.unassigned(counts) == []
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index(faults_table.BEGIN) + len(faults_table.BEGIN):readme.index(faults_table.END)]
+    assert section.strip() == faults_table.table(counts).strip(), "run: python -m tests.faults_table --write"
