@@ -13,12 +13,12 @@ verdict (summary.json) is printed first: a collapsed run's predictions are shown
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from nlu_collapse.safeio import json_text
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.health import NOT_LEARNED
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     results = predict_sentences(run, tokens, args.batch_size, args.top_k)
     for (source, line, text), result in zip(kept, results):
         if args.json:
-            print(json.dumps({"source": source, "line": line, "text": text, **result}, ensure_ascii=False))
+            print(json_text({"source": source, "line": line, "text": text, **result}))
         else:
             print(format_text(text, result))
     return 0

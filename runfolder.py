@@ -149,7 +149,7 @@ class RunFolder:
     def read_summary(self) -> dict:
         """summary.json: {} when there is none yet; a ValueError naming the file when damaged.
         The one reader of a run's status, for train.py, the sweep runner, analysis and predict."""
-        return read_json(self.summary, expect=dict) if self.summary.exists() else {}
+        return read_json(self.summary, expect=dict, measured=True) if self.summary.exists() else {}
 
     def identity(self) -> dict:
         """config.json's `identity` ({} for a record from before identities, or an unreadable one)."""

@@ -9,7 +9,6 @@ marked failed with that reason and left alone until `fresh` starts it over.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -17,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from nlu_collapse.runfolder import RUNNER_LOCK, SweepFolder
 from nlu_collapse.runner.launching import Launcher
 from nlu_collapse.runner.planning import stale_reason
-from nlu_collapse.safeio import FolderLock, atomic_write_text
+from nlu_collapse.safeio import FolderLock, atomic_write_text, json_text
 
 
 def run_env(folder: SweepFolder, run_id: str, threads: int) -> dict:
@@ -45,8 +44,7 @@ def write_manifest(sweep: dict, status: dict, reasons: dict | None = None, stale
     runs = [{**run, "status": status[run["run_id"]],
              **({"reason": reasons[run["run_id"]]} if run["run_id"] in reasons else {})} for run in sweep["runs"]]
     atomic_write_text(SweepFolder(sweep["folder"]).manifest,
-                      json.dumps({**sweep, "runs": runs, "stale": stale or []}, indent=2, ensure_ascii=False,
-                                 default=str))
+                      json_text({**sweep, "runs": runs, "stale": stale or []}, indent=2, default=str))
 
 
 def stale_runs(sweep: dict, folder: SweepFolder) -> list[dict]:

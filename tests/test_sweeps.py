@@ -7,6 +7,7 @@ import pytest
 from nlu_collapse.config import Config, parse_config
 from nlu_collapse.runner import planning
 from tests.scripts import local
+from tests.strictjson import parse_every_json_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,6 +94,7 @@ command: [ "${{env}}", "${{interpreter}}", "${{program}}", "${{args}}" ]
     out = tmp_path / "out"
     assert local.main([str(sweep_file), f"--out={out}", "--workers=2"]) == 1
     manifest = json.loads((out / "tiny" / "sweep.json").read_text())
+    assert out / "tiny" / "sweep.json" in parse_every_json_file(out / "tiny")  # the sweep's files: strict JSON
     status = {r["params"]["data"]: r["status"] for r in manifest["runs"]}
     assert status == {str(small_data): "finished", str(tmp_path / "no-such-data"): "failed"}
     good = next(r for r in manifest["runs"] if r["status"] == "finished")["run_id"]
