@@ -135,7 +135,7 @@ class Config:
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     forensics: Literal["off", "first", "every"] = "first"  # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
-    log_model: bool = False        # at the end, log best.pt, the tokenizer and config.json to W&B as a model artifact
+    log_model: bool = False        # at the end, log the run folder predict.py reads to W&B as a model artifact
 
     @cached_property
     def mask(self) -> float | str | None:

@@ -7,7 +7,8 @@ key that two modules must agree on, spelled once.
         summary.json                       final metrics, verdict, `status`
         tables/<name>.json                 evaluation tables
         forensics.jsonl                    one line per replayed non-finite step
-        tokenizer/, encoder/config.json    what predict.py rebuilds the model from
+        tokenizer/, encoder/config.json    what predict.py rebuilds the model from; encoder/ also holds the
+                                           best-on-dev encoder and its tokenizer (save_pretrained, at the test)
         checkpoints/{best,last}.pt           each with its predecessor {best,last}.prev.pt
         previous/                          earlier attempts of the same run id
         .lock                              held by the process writing the record
@@ -89,7 +90,8 @@ class RunFolder:
 
     @property
     def encoder(self) -> Path:
-        """The encoder's config.json folder (tiny or Hugging Face)."""
+        """The encoder in Hugging Face format: its config.json from the start, its best-on-dev weights and
+        tokenizer from the test on (`AutoModel.from_pretrained` loads it)."""
         return self.path / "encoder"
 
     @property

@@ -595,6 +595,7 @@ class Training:
         tracker, state, parts, test_examples = self.tracker, self.state, self.parts, self.parts.dataset.splits["test"]
         best = load_checkpoint(self.folder.best, parts.device)
         parts.model.load_state_dict(best[CK_MODEL])
+        self.save_encoder()
         test, predictions, entity_types = parts.evaluate("test", epoch=best[CK_EPOCH])
         # its own axis: `epoch` is the last val row's
         tracker.log(state.step, {keys.BEST_EPOCH: best[CK_EPOCH], **test})
@@ -616,10 +617,16 @@ class Training:
                    **self.watch.verdict(), keys.PERF_TRAIN_SECONDS: seconds,
                    keys.PERF_STEPS_PER_SECOND: (state.step - state.timed_from_step) / seconds if seconds else math.nan}
         tracker.summary(summary)
-        if self.cfg.log_model:
-            tracker.log_model({keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1})
-        tracker.finish("finished")
+        model = {keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1}
+        tracker.finish("finished", model_metadata=model if self.cfg.log_model else None)
         return test
+
+    def save_encoder(self) -> None:
+        """The best-on-dev encoder in Hugging Face format, its tokenizer beside it: `AutoModel.from_pretrained`
+        and `AutoTokenizer.from_pretrained` of `<run>/encoder` load what this run trained (the heads are in
+        best.pt only; a tiny encoder has no pooler, so from_pretrained initialises one)."""
+        self.parts.model.encoder.save_pretrained(self.folder.encoder)
+        self.parts.tokenizer.save_pretrained(self.folder.encoder)
 
     def fail(self, err: BaseException) -> None:
         """Training or test raised: mark the record crashed (or interrupted) and close W&B; nothing is lost."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.artifacts import artifact_name, model_artifact, model_artifact_name
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.wandb_values import to_wandb
 
@@ -189,7 +190,7 @@ class Tracker:
         from nlu_collapse.data.card import card
 
         text = card(dataset)
-        artifact = self.wandb.Artifact(f"dataset-{_artifact_name(dataset.name)}", type="dataset", description=text,
+        artifact = self.wandb.Artifact(f"dataset-{artifact_name(dataset.name)}", type="dataset", description=text,
                                        metadata={"format": dataset.data_format,
                                                  "sizes": {s: len(e) for s, e in dataset.splits.items()},
                                                  "fingerprint": dataset.fingerprint})
@@ -207,17 +208,13 @@ class Tracker:
         else:
             self.run.log_artifact(artifact, aliases=alias)
 
-    def log_model(self, metadata: dict) -> None:
-        """`--log_model`: the best-on-dev checkpoint, the tokenizer and the run's config.json."""
+    def log_model(self, metadata: dict):
+        """`--log_model`: the run folder as predict.py reads it (telemetry/artifacts.py), aliased `best`;
+        returns the logged artifact (None without W&B)."""
         if self.run is None:
-            return
-        folder = self.record.folder
-        artifact = self.wandb.Artifact(f"model-{_artifact_name(self.run.id)}", type="model", metadata=metadata)
-        artifact.add_file(str(folder.best), name=folder.best.name)
-        artifact.add_file(str(folder.config), name=folder.config.name)
-        if folder.tokenizer.is_dir():
-            artifact.add_dir(str(folder.tokenizer), name=folder.tokenizer.name)
-        self.run.log_artifact(artifact, aliases=["best"])
+            return None
+        artifact = model_artifact(self.wandb, self.record.folder, model_artifact_name(self.run.id), metadata)
+        return self.run.log_artifact(artifact, aliases=["best"])
 
     def alert(self, title: str, text: str, error: bool = False) -> None:
         """Fires once per run, at level ERROR or WARN (W&B stores it offline and sends it after `wandb sync`)."""
@@ -229,14 +226,14 @@ class Tracker:
             level = self.wandb.AlertLevel.ERROR if error else self.wandb.AlertLevel.WARN
             self.run.alert(title=title, text=text, level=level)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, model_metadata: dict | None = None) -> None:
+        """Write the final status; with `model_metadata`, log the model artifact after it (its summary.json
+        then says finished); close the record and the W&B run."""
         self.summary({keys.STATUS: status})
+        if model_metadata is not None:
+            self.log_model(model_metadata)
         self.record.close()
         if self.run is not None:
             self.run.finish(exit_code=0 if status == "finished" else 1)
             self.run = None
 
-
-def _artifact_name(text: str) -> str:
-    """W&B artifact names allow letters, digits, '-', '_' and '.'."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
