@@ -87,7 +87,7 @@ RERUN_SUFFIX = "-xxxx"  # a fresh rerun of a run id gets the W&B id <run_id>-<4 
 # W&B tables a run logs, each stored by W&B as the artifact `run-<W&B run id>-<key>`: the test tables, the
 # intent confusion chart's table (W&B appends `_table`) and the per-label tables of every validation row.
 WANDB_TABLES = (keys.TABLE_ENTITY_TYPES, keys.TABLE_ENTITY_ERRORS, f"{keys.TABLE_INTENT_CONFUSION}_table",
-                *(keys.label_table(task) for task in keys.TASKS))
+                f"{keys.CARRIED_CHART}_table", *(keys.label_table(task) for task in keys.TASKS))
 
 
 def wandb_table_artifact(wandb_id: str, key: str) -> str:
@@ -175,7 +175,7 @@ class Config:
     stop_dead_runs: bool = True    # end a dead run (parameters non-finite after a step, every head's output NaN: no later step can change anything), scoring dev and test once; False trains on for the flat curves
     forensics: Literal["off", "first", "every"] = "first"  # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
-    log_model: bool = False        # at the end, log best.pt, the tokenizer and config.json to W&B as a model artifact
+    log_model: bool = False        # at the end, log the run folder predict.py reads to W&B as a model artifact
 
     @cached_property
     def mask(self) -> float | str | None:

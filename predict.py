@@ -4,23 +4,25 @@
     python predict.py runs/<run_id> --input=sentences.txt --json > predictions.jsonl
     echo "dat bao thuc 6h30 sang mai" | python predict.py runs/<run_id> --checkpoint=last
     python predict.py runs/<run_id> --pretokenized "đặt báo_thức lúc 6h30"
+    python predict.py wandb-artifact://ENTITY/PROJECT/model-<run_id>:best "gọi cho mẹ"   # a --log_model artifact
 
 Everything comes from the run directory train.py wrote: config, labels, invalid-label mask,
-tokenizer and weights (`checkpoints/best.pt` by default). Raw text is NFC-normalised and
+tokenizer and weights (`checkpoints/best.pt` by default); a W&B model artifact reference is downloaded
+first (telemetry/artifacts.py; the network is used only then). Raw text is NFC-normalised and
 word-segmented like the training data (pyvi; see data/segmentation.py). The run's collapse
 verdict (summary.json) is printed first: a collapsed run's predictions are shown as they are.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from nlu_collapse import commandline
-from nlu_collapse.safeio import decode_utf8
+from nlu_collapse.safeio import decode_utf8, json_text
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.artifacts import fetch_run
 from nlu_collapse.telemetry.health import NOT_LEARNED
 
 log = logging.getLogger("predict")
@@ -171,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    run = load_run(args.run_dir, args.checkpoint, device)
+    run = load_run(fetch_run(args.run_dir), args.checkpoint, device)
     kept, tokens = tokenize_inputs(inputs, args.pretokenized)
     print(verdict(run), file=sys.stderr if args.json else sys.stdout, flush=True)
     results = predict_sentences(run, tokens, args.batch_size, args.top_k)
     for (source, line, text), result in zip(kept, results):
         if args.json:
-            print(json.dumps({"source": source, "line": line, "text": text, **result}, ensure_ascii=False))
+            print(json_text({"source": source, "line": line, "text": text, **result}))
         else:
             print(format_text(text, result))
     return 0

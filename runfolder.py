@@ -7,7 +7,8 @@ key that two modules must agree on, spelled once.
         summary.json                       final metrics, verdict, `status`
         tables/<name>.json                 evaluation tables
         forensics.jsonl                    one line per replayed non-finite step
-        tokenizer/, encoder/config.json    what predict.py rebuilds the model from
+        tokenizer/, encoder/config.json    what predict.py rebuilds the model from; encoder/ also holds the
+                                           best-on-dev encoder and its tokenizer (save_pretrained, at the test)
         checkpoints/{best,last}.pt           each with its predecessor {best,last}.prev.pt
         previous/                          earlier attempts of the same run id
         .lock                              held by the process writing the record
@@ -89,7 +90,8 @@ class RunFolder:
 
     @property
     def encoder(self) -> Path:
-        """The encoder's config.json folder (tiny or Hugging Face)."""
+        """The encoder in Hugging Face format: its config.json from the start, its best-on-dev weights and
+        tokenizer from the test on (`AutoModel.from_pretrained` loads it)."""
         return self.path / "encoder"
 
     @property
@@ -149,7 +151,7 @@ class RunFolder:
     def read_summary(self) -> dict:
         """summary.json: {} when there is none yet; a ValueError naming the file when damaged.
         The one reader of a run's status, for train.py, the sweep runner, analysis and predict."""
-        return read_json(self.summary, expect=dict) if self.summary.exists() else {}
+        return read_json(self.summary, expect=dict, measured=True) if self.summary.exists() else {}
 
     def identity(self) -> dict:
         """config.json's `identity` ({} for a record from before identities, or an unreadable one)."""

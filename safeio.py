@@ -147,13 +147,69 @@ def _line_of_second(text: str, key: str) -> int:
     return text.count("\n", 0, found[1]) + 1 if len(found) > 1 else 1
 
 
-def read_json(path: Path, expect: type | None = None):
+# --- strict JSON: one spelling of non-finite numbers
+# JSON has no NaN or infinity: `jq` turns a bare NaN token into null and JavaScript's JSON.parse rejects it.
+# Every JSON file this repo writes goes through `json_text`, which spells a non-finite float as the string
+# "NaN", "Infinity" or "-Infinity": W&B's own spelling (`wandb.util.make_safe_for_json`), and what Python's
+# float(), JavaScript's Number() and pandas.read_json (a float64 column) read back as the number. Not null:
+# pandas would read null as NaN too, but null cannot tell NaN from inf, and in config.json null is an unset
+# flag. Readers of measurements (history, summary, tables, forensics: `loads_record`, `read_json(...,
+# measured=True)`) turn the three strings back into floats; records written before (bare NaN tokens) still read.
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_MAY_HOLD_NONFINITE = re.compile(r'"(NaN|-?Infinity)"')
+
+
+def nonfinite_text(number: float) -> str:
+    """"NaN", "Infinity" or "-Infinity" for a non-finite float."""
+    return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
+
+
+def _encode_nonfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return nonfinite_text(value)
+    if isinstance(value, dict):
+        return {key: _encode_nonfinite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_nonfinite(item) for item in value]
+    return value
+
+
+def decode_nonfinite(value):
+    """The inverse of `json_text`'s spelling: "NaN", "Infinity", "-Infinity" (anywhere in `value`) as floats."""
+    if isinstance(value, str):
+        return NONFINITE.get(value, value)
+    if isinstance(value, dict):
+        return {key: decode_nonfinite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [decode_nonfinite(item) for item in value]
+    return value
+
+
+def json_text(value, indent: int | None = None, default=None) -> str:
+    """`value` as strict JSON (RFC 8259: no NaN or Infinity token), non-finite floats spelled as NONFINITE's
+    strings, UTF-8 text kept as it is. `default` as in json.dumps (e.g. str for paths)."""
+    options = dict(indent=indent, ensure_ascii=False, allow_nan=False, default=default)
+    try:
+        return json.dumps(value, **options)
+    except ValueError:  # a non-finite float somewhere: rare, so the common path pays no walk over the value
+        return json.dumps(_encode_nonfinite(value), **options)
+
+
+def loads_record(text: str):
+    """A JSON text of measurements (`loads_unique`), the non-finite spellings decoded back to floats."""
+    value = loads_unique(text)
+    return decode_nonfinite(value) if _MAY_HOLD_NONFINITE.search(text) else value
+
+
+def read_json(path: Path, expect: type | None = None, measured: bool = False):
     """A JSON file; damage is reported as `<file>:<line>:<column>: ...` (a key given twice in one object
-    too), and `expect` checks the top-level type."""
+    too), and `expect` checks the top-level type. `measured`: a record of measurements (summary, table),
+    whose "NaN", "Infinity" and "-Infinity" strings are numbers; configuration files (config.json,
+    sweep.json) are read as written: their strings stay strings, and config.RANGES refuse non-finite flags."""
     path = Path(path)
     text = read_text(path)
     try:
-        value = loads_unique(text)
+        value = loads_record(text) if measured else loads_unique(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON ({err.msg})") from None
     except DuplicateKeyError as err:

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
+from transformers.utils import logging as hf_logging
 
 from nlu_collapse import commandline
 from nlu_collapse.config import Config, check_run_id, config_from_saved, given_flags, identity_config, parse_config
@@ -540,12 +542,13 @@ class Training:
         progress = tqdm(total=self.parts.total_steps, initial=state.step, desc=self.name, dynamic_ncols=True,
                         mininterval=1.0, disable=None, file=sys.stderr)
         try:
-            self.parts.model.train()
-            for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
-                state.train_seconds += self.train_epoch(epoch, progress)
-                self.validate_and_checkpoint(epoch)
-                if state.training_done:
-                    break
+            with logging_redirect_tqdm():  # warnings through tqdm.write: on their own line, not glued onto the bar
+                self.parts.model.train()
+                for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
+                    state.train_seconds += self.train_epoch(epoch, progress)
+                    self.validate_and_checkpoint(epoch)
+                    if state.training_done:
+                        break
         finally:
             progress.close()
         self.watch.finish()
@@ -658,6 +661,7 @@ class Training:
         tracker, state, parts, test_examples = self.tracker, self.state, self.parts, self.parts.dataset.splits["test"]
         best = load_checkpoint(self.folder.best, parts.device)
         parts.model.load_state_dict(best[CK_MODEL])
+        self.save_encoder()
         test, predictions, entity_types = parts.evaluate("test", epoch=best[CK_EPOCH])
         # its own axis: `epoch` is the last val row's
         tracker.log(state.step, {keys.BEST_EPOCH: best[CK_EPOCH], **test})
@@ -689,10 +693,22 @@ class Training:
                             {key: summary[keys.dead_state(key)] for key in keys.DEAD_STATE_KEYS
                              if keys.dead_state(key) in summary})
         tracker.summary(summary)
-        if self.cfg.log_model:
-            tracker.log_model({keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1})
-        tracker.finish("finished")
+        model = {keys.BEST_EPOCH: best[CK_EPOCH], keys.BEST_VAL_ENTITY_F1: state.best_f1}
+        tracker.finish("finished", model_metadata=model if self.cfg.log_model else None)
         return test
+
+    def save_encoder(self) -> None:
+        """The best-on-dev encoder in Hugging Face format, its tokenizer beside it: `AutoModel.from_pretrained`
+        and `AutoTokenizer.from_pretrained` of `<run>/encoder` load what this run trained (the heads are in
+        best.pt only; a tiny encoder has no pooler, so from_pretrained initialises one)."""
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Writing model shards" bar would add a line to every run's log
+        try:
+            self.parts.model.encoder.save_pretrained(self.folder.encoder)
+            self.parts.tokenizer.save_pretrained(self.folder.encoder)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
 
     def fail(self, err: BaseException) -> None:
         """Training or test raised: mark the record crashed (or interrupted) and close W&B; nothing is lost."""

@@ -2,6 +2,7 @@
 
     python analysis/dashboard.py --entity E --project nlu-collapse --sweep ID --sweep_file sweeps/ablation.yaml
     python analysis/dashboard.py --entity E --project nlu-collapse --group ablation --group_by mask_value,gamma
+    python analysis/dashboard.py --entity E --project nlu-collapse --print --check runs/<run_id> > workspace.json
 
 Sections: the collapse as finite signals first (W&B line plots skip NaN, so the loss panels of a
 run whose loss is NaN from step 1 are empty: health flags, prediction shares and label counts stay
@@ -13,15 +14,20 @@ names) appear in W&B's automatic panels, and so does a dead run's last state car
 (`stopped/last_state`, a chart labelled "stopped: parameters non-finite at step N", since a run that
 stopped dead logs no steps after its death); the "Stopped runs" section compares where runs died with
 their budgets. `build_workspace` makes the object without touching the
-network; the CLI saves (uploads) it.
+network; the CLI saves (uploads) it, or with `--print` writes the JSON it would upload to stdout and with
+`--check RUN` checks every panel's key against what a run recorded, both without a server.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nlu_collapse import commandline
+from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.artifacts import fetch_run
+from nlu_collapse.telemetry.record import read_history
 from nlu_collapse.telemetry.tracking import require_credentials
 
 GROUP_BY = ("mask_value", "gamma", "lambdas")  # the ablation's factors, when the sweep is not known
@@ -95,6 +101,31 @@ def build_workspace(entity: str, project: str, sweep: str | None = None, group: 
                                                           filters=expr.And(*filters) if filters else []))
 
 
+def workspace_json(workspace) -> str:
+    """The workspace as `save()` would upload it (wandb-workspaces' own model of it), without the network."""
+    return workspace._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=2)
+
+
+def panel_keys(workspace) -> list[tuple[str, str, str]]:
+    """(panel title, key, `history` or `summary`) of every panel: line plots read a history key, bar
+    plots a summary key."""
+    found = []
+    for section in workspace.sections:
+        for panel in section.panels:
+            found += [(panel.title, key, "history") for key in getattr(panel, "y", None) or []]
+            found += [(panel.title, key, "summary") for key in getattr(panel, "metrics", None) or []]
+    return found
+
+
+def unrecorded(workspace, run_dir: Path) -> list[str]:
+    """A line per panel key that the run at `run_dir` never recorded (its history rows, its summary)."""
+    folder = RunFolder(run_dir)
+    recorded = {"history": {key for row in read_history(folder.history) for key in row},
+                "summary": set(folder.read_summary())}
+    return [f"panel {title!r}: {key} is not in the run's {kind}" for title, key, kind in panel_keys(workspace)
+            if key not in recorded[kind]]
+
+
 def _sweep_config(args, parser) -> dict | None:
     if args.sweep_file:
         import yaml
@@ -106,7 +137,7 @@ def _sweep_config(args, parser) -> dict | None:
         if not isinstance(config, dict):
             parser.error(f"--sweep_file={args.sweep_file}: expected a sweep YAML (a mapping with parameters)")
         return config
-    if args.sweep:
+    if args.sweep and not args.print and not args.check:  # offline: the default grouping (say --group_by)
         import wandb
 
         return wandb.Api().sweep(f"{args.entity}/{args.project}/{args.sweep}").config
@@ -122,14 +153,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group_by", help="comma-separated config keys to group by (overrides the sweep's)")
     parser.add_argument("--group", help="only this W&B group (sweeps/local.py uses the sweep folder's name)")
     parser.add_argument("--name", default="NLU collapse ablation")
+    parser.add_argument("--print", action="store_true", help="write the workspace's JSON to stdout, do not save it")
+    parser.add_argument("--check", metavar="RUN", help="a run folder (or wandb-artifact:// reference): check "
+                        "that it recorded every panel's key; exit 1 naming each one it did not; do not save")
     args = commandline.parse(parser, argv)
     from_file = _sweep_config(args, parser) if args.sweep_file and not args.group_by else None  # named first
-    require_credentials("analysis/dashboard.py (it saves the workspace to W&B)")  # before W&B would prompt
+    if not (args.print or args.check):
+        require_credentials("analysis/dashboard.py (it saves the workspace to W&B)")  # before W&B would prompt
     if args.group_by:
         factors = args.group_by.split(",")
     else:
         factors = group_by(from_file if args.sweep_file else _sweep_config(args, parser))
     workspace = build_workspace(args.entity, args.project, args.sweep, args.group, args.name, factors)
+    if args.print:
+        print(workspace_json(workspace))
+    if args.check:
+        try:
+            missing = unrecorded(workspace, fetch_run(args.check))
+        except (ValueError, OSError) as err:
+            sys.exit(f"error: --check={args.check}: {err}")
+        for line in missing:
+            print(line, file=sys.stderr)
+        print(f"{len(panel_keys(workspace)) - len(missing)} of {len(panel_keys(workspace))} panel keys recorded by "
+              f"{args.check}", file=sys.stderr)
+        if missing:
+            sys.exit(1)
+    if args.print or args.check:
+        return
     workspace.save()
     print(f"saved: {workspace.url} (runs grouped by {', '.join(factors)})")
 

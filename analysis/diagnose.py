@@ -4,6 +4,7 @@ spread, and the configuration values that matter for a collapse.
     python analysis/diagnose.py runs/<run_id>                  # a run directory written by train.py
     python analysis/diagnose.py results/ablation/runs/<run_id>
     python analysis/diagnose.py ENTITY/PROJECT/RUN_ID          # through wandb.Api()
+    python analysis/diagnose.py wandb-artifact://ENTITY/PROJECT/model-<run_id>:best   # a --log_model artifact
 
 Everything comes from the run's own record (config, history, summary, the origin train.py's
 forensics recorded); nothing is recomputed. A prediction collapse without NaN (all `O`, one
@@ -22,6 +23,7 @@ from pathlib import Path
 from nlu_collapse import commandline
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.artifacts import fetch_run, is_reference
 from nlu_collapse.telemetry.health import NOT_LEARNED
 from nlu_collapse.telemetry.record import read_history, read_json
 from nlu_collapse.telemetry.tracking import require_credentials
@@ -259,7 +261,10 @@ def render(run: RunData) -> str:
 
 
 def load(target: str, api=None) -> RunData:
-    """A local run directory, or ENTITY/PROJECT/RUN_ID through the W&B API."""
+    """A local run directory, a model artifact reference (downloaded, then read as a run directory), or
+    ENTITY/PROJECT/RUN_ID through the W&B API."""
+    if is_reference(target):
+        return load_local(fetch_run(target, api))
     path = Path(target)
     if path.is_dir():
         return load_local(path)
@@ -276,7 +281,8 @@ def load(target: str, api=None) -> RunData:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a run directory (runs/<run_id>) or ENTITY/PROJECT/RUN_ID")
+    parser.add_argument("run", help="a run directory (runs/<run_id>), ENTITY/PROJECT/RUN_ID, or "
+                                    "wandb-artifact://ENTITY/PROJECT/NAME:VERSION (a --log_model artifact)")
     args = commandline.parse(parser, argv)
     try:
         text = render(load(args.run))

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlu_collapse.safeio import DuplicateKeyError, decode_utf8, loads_unique
+from nlu_collapse.safeio import DuplicateKeyError, decode_utf8, json_text, loads_unique
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def jsonl_text(examples: list[Example], extra: list[dict] | None = None) -> str:
     lines = []
     for i, ex in enumerate(examples):
         record = {"tokens": ex.tokens, "tags": ex.tags, "intent": ex.intent, "command": ex.command}
-        lines.append(json.dumps(record | (extra[i] if extra else {}), ensure_ascii=False) + "\n")
+        lines.append(json_text(record | (extra[i] if extra else {})) + "\n")
     return "".join(lines)
 
 

@@ -5,11 +5,11 @@ One runner owns a sweep folder at a time (an flock the kernel drops when the run
 one fails at once naming the holder's pid. Each run holds its own lock, so a run is never trained
 twice at once. A failed run is recorded and the others go on; running again skips the finished runs
 and resumes the ones that stopped after a checkpoint. A run whose checkpoints are all damaged is
-marked failed with that reason and left alone until `fresh` starts it over.
+marked failed with that reason and left alone until `fresh` starts it over. As each run ends, one
+line says its verdict (`verdict_line`); `outcome_counts` sums them up at the end.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,7 +18,10 @@ from nlu_collapse import commandline
 from nlu_collapse.runfolder import RUNNER_LOCK, SweepFolder
 from nlu_collapse.runner.launching import Launcher
 from nlu_collapse.runner.planning import stale_reason
-from nlu_collapse.safeio import FolderLock, atomic_write_text
+from nlu_collapse.safeio import FolderLock, atomic_write_text, json_text
+from nlu_collapse.telemetry import keys
+
+FAILED = "failed"
 
 
 def run_env(folder: SweepFolder, run_id: str, threads: int) -> dict:
@@ -46,8 +49,45 @@ def write_manifest(sweep: dict, status: dict, reasons: dict | None = None, stale
     runs = [{**run, "status": status[run["run_id"]],
              **({"reason": reasons[run["run_id"]]} if run["run_id"] in reasons else {})} for run in sweep["runs"]]
     atomic_write_text(SweepFolder(sweep["folder"]).manifest,
-                      json.dumps({**sweep, "runs": runs, "stale": stale or []}, indent=2, ensure_ascii=False,
-                                 default=str))
+                      json_text({**sweep, "runs": runs, "stale": stale or []}, indent=2, default=str))
+
+
+def outcome(folder: SweepFolder, run_id: str, status: str) -> str:
+    """A run's outcome: its verdict (healthy, collapsed, not learned yet) once it finished, else its status."""
+    if status != "finished":
+        return status
+    try:
+        return str(folder.run(run_id).read_summary().get(keys.OUTCOME, status))
+    except ValueError:  # a damaged summary: the status is all there is to say
+        return status
+
+
+def varied(sweep: dict) -> list[str]:
+    """The parameters whose value differs between the sweep's runs (what tells one run from another)."""
+    names = dict.fromkeys(name for run in sweep["runs"] for name in run["params"])
+    return [name for name in names if len({json_text(run["params"].get(name)) for run in sweep["runs"]}) > 1]
+
+
+def verdict_line(run: dict, folder: SweepFolder, status: str, reason: str | None, shown: list[str]) -> str:
+    """`run <id> [<varied parameters>]: <outcome>, test entity F1 <x>` (or why it failed, and its log)."""
+    rid = run["run_id"]
+    params = " ".join(f"{name}={run['params'][name]}" for name in shown if name in run["params"])
+    head = f"run {rid}" + (f" [{params}]" if params else "")
+    if status == FAILED:
+        return f"{head}: failed ({reason}); see {folder.log(rid)}"
+    try:
+        f1 = folder.run(rid).read_summary().get(keys.split_metric("test", keys.ENTITY_F1))
+    except ValueError:
+        f1 = None
+    score = f", test entity F1 {f1:.3f}" if isinstance(f1, (int, float)) and not isinstance(f1, bool) else ""
+    return f"{head}: {outcome(folder, rid, status)}{score}"
+
+
+def outcome_counts(sweep: dict, status: dict) -> dict[str, int]:
+    """{outcome: runs}, most frequent first, over every planned run."""
+    folder = SweepFolder(sweep["folder"])
+    outcomes = [outcome(folder, run["run_id"], status[run["run_id"]]) for run in sweep["runs"]]
+    return {name: outcomes.count(name) for name in sorted(set(outcomes), key=lambda o: (-outcomes.count(o), o))}
 
 
 def stale_runs(sweep: dict, folder: SweepFolder) -> list[dict]:
@@ -114,13 +154,14 @@ def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch
               f"{folder.manifest.name}, never counted): " + "; ".join(f"{s['run_id']}: {s['why']}" for s in stale),
               file=sys.stderr)
     for rid, problem in reasons.items():
-        status[rid] = "failed"
+        status[rid] = FAILED
         print(f"run {rid}: {problem}", file=sys.stderr)
     todo = [run for run in sweep["runs"] if status[run["run_id"]] != "finished" and run["run_id"] not in reasons]
     write_manifest(sweep, status, reasons, stale)
     print(f"{sweep['name']}: {len(sweep['runs'])} runs, {len(sweep['runs']) - len(todo)} already finished, "
           f"{len(todo)} to run with {workers} worker(s) -> {folder.path}", flush=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    shown = varied(sweep)
 
     def one(run: dict) -> int:
         rid = run["run_id"]
@@ -131,6 +172,7 @@ def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch
     try:
         with tqdm(total=len(todo), desc=sweep["name"], unit="run") as bar:
             futures = {pool.submit(one, run): run["run_id"] for run in todo}
+            runs = {run["run_id"]: run for run in todo}
             for future in as_completed(futures):
                 rid = futures[future]
                 try:
@@ -138,13 +180,13 @@ def _execute(sweep: dict, folder: SweepFolder, workers: int, fresh: bool, launch
                 except OSError as err:  # e.g. the log file cannot be written: this run fails, the others go on
                     code = -1
                     tqdm.write(f"run {rid} could not start: {err}")
-                status[rid] = folder.run(rid).status() if code == 0 else "failed"
+                status[rid] = folder.run(rid).status() if code == 0 else FAILED
                 if code != 0:
                     reasons[rid] = resume_problem(folder, rid) or f"exit {code}"
-                    tqdm.write(f"run {rid} failed ({reasons[rid]}); see {folder.log(rid)}")
                 else:
                     reasons.pop(rid, None)
                 write_manifest(sweep, status, reasons, stale)
+                tqdm.write(verdict_line(runs[rid], folder, status[rid], reasons.get(rid), shown))
                 bar.update(1)
     except BaseException:
         with commandline.interrupts_deferred("stopping the runs in flight first (each keeps its record)"):

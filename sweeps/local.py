@@ -17,6 +17,8 @@ All runs of a sweep share one folder (laid out in `runfolder.SweepFolder`) and o
     <out>/<sweep>[-<data>]/runs/wandb/       W&B offline runs (`wandb sync`, `wandb leet`)
     <out>/<sweep>[-<data>]/logs/<run_id>.log each run's console output
 
+Each run's verdict is printed as it ends (`run <id> [<varied parameters>]: healthy, test entity F1 0.578`;
+collapsed, not learned yet, or failed with why), and the count of each outcome at the end.
 A failed run is recorded and the others go on. Running the same command again skips the runs
 that finished and resumes the ones that stopped after a checkpoint; a second runner on the same
 folder exits at once naming the holder's pid.
@@ -32,7 +34,7 @@ from pathlib import Path
 from nlu_collapse import commandline
 from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.runner.planning import SweepError, plan
-from nlu_collapse.runner.pool import execute
+from nlu_collapse.runner.pool import execute, outcome_counts
 from nlu_collapse.safeio import LockedError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {commandline.one_line(err)}", file=sys.stderr)
         return 1
     folder = SweepFolder(sweep["folder"])
-    counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
-    print(f"\n{sweep['name']}: {counts} in {time.perf_counter() - start:.0f} s")
+    outcomes = ", ".join(f"{n} {name}" for name, n in outcome_counts(sweep, status).items())
+    print(f"\n{sweep['name']}: {len(status)} runs: {outcomes} in {time.perf_counter() - start:.0f} s")
     print(f"  run records:   {folder.runs}")
     print(f"  report:        python analysis/report.py {folder.path}")
     print(f"  browse:        wandb leet {folder.wandb}")

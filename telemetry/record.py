@@ -1,7 +1,9 @@
 """The local run record that `analysis/` reads and that survives a crash: the writer of the files
 `runfolder.RunFolder` names (config.json, history.jsonl with the same keys as W&B, histograms as
-count lists and NaN/inf kept as NaN/Infinity; summary.json whose `status` is running, finished,
-crashed or interrupted; tables/*.json; forensics.jsonl), holding the run's lock while it writes.
+count lists; summary.json whose `status` is running, finished, crashed or interrupted; tables/*.json;
+forensics.jsonl), holding the run's lock while it writes. Every file is strict JSON: NaN and inf are
+the strings "NaN", "Infinity", "-Infinity" (safeio.json_text), read back as floats by `read_history`
+and `read_json(..., measured=True)`.
 
 Every history line is flushed when written, so a SIGKILL loses at most the step in flight;
 JSON files are replaced atomically, so a reader never sees half a file. Nothing is deleted:
@@ -16,7 +18,15 @@ import time
 from pathlib import Path
 
 from nlu_collapse.runfolder import RUN_LOCK, RunFolder
-from nlu_collapse.safeio import DuplicateKeyError, FolderLock, atomic_write_text, loads_unique, read_json, storage_error
+from nlu_collapse.safeio import (
+    DuplicateKeyError,
+    FolderLock,
+    atomic_write_text,
+    json_text,
+    loads_record,
+    read_json,
+    storage_error,
+)
 
 __all__ = ["RunRecord", "read_history", "read_json", "write_json"]
 
@@ -24,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def write_json(path: Path, payload) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+    atomic_write_text(path, json_text(payload, indent=2, default=str))
 
 
 def _parse_history(path: Path) -> tuple[list[tuple[dict, str]], list[tuple[int, str, str]]]:
@@ -37,7 +47,7 @@ def _parse_history(path: Path) -> tuple[list[tuple[dict, str]], list[tuple[int, 
         if not line_bytes.strip():
             continue
         try:
-            row = loads_unique(line_bytes.decode("utf-8"))
+            row = loads_record(line_bytes.decode("utf-8"))
         except DuplicateKeyError as err:
             bad.append((number, line_bytes.decode("utf-8"), str(err)))
             continue
@@ -92,7 +102,7 @@ class RunRecord:
         if not self.summary_path.exists():
             return {}
         try:
-            return read_json(self.summary_path, expect=dict)
+            return read_json(self.summary_path, expect=dict, measured=True)
         except ValueError as err:  # rewritten below; the damaged bytes are kept for inspection
             backup = self._backup_path("summary.damaged", ".json")
             os.replace(self.summary_path, backup)
@@ -153,7 +163,7 @@ class RunRecord:
         try:
             if path not in self._open:
                 self._open[path] = path.open("a", encoding="utf-8")
-            self._open[path].write(json.dumps(row) + "\n")
+            self._open[path].write(json_text(row) + "\n")
             self._open[path].flush()
         except OSError as err:
             raise storage_error(path, err) from None

@@ -19,7 +19,6 @@ What W&B holds for a run, and why:
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -29,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from nlu_collapse.config import (
-    ARTIFACT_FORBIDDEN_RE,
     RERUN_SUFFIX,
     WANDB_NAME_MAX,
     WANDB_RUN_ID_FORBIDDEN,
     WANDB_TAG_MAX,
 )
 from nlu_collapse.telemetry import keys
+from nlu_collapse.telemetry.artifacts import artifact_name, model_artifact, model_artifact_name
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.wandb_values import to_wandb
 
@@ -260,17 +259,13 @@ class Tracker:
         else:
             self.run.log_artifact(artifact, aliases=alias)
 
-    def log_model(self, metadata: dict) -> None:
-        """`--log_model`: the best-on-dev checkpoint, the tokenizer and the run's config.json."""
+    def log_model(self, metadata: dict):
+        """`--log_model`: the run folder as predict.py reads it (telemetry/artifacts.py), aliased `best`;
+        returns the logged artifact (None without W&B)."""
         if self.run is None:
-            return
-        folder = self.record.folder
-        artifact = self.wandb.Artifact(artifact_name("model", self.run.id), type="model", metadata=metadata)
-        artifact.add_file(str(folder.best), name=folder.best.name)
-        artifact.add_file(str(folder.config), name=folder.config.name)
-        if folder.tokenizer.is_dir():
-            artifact.add_dir(str(folder.tokenizer), name=folder.tokenizer.name)
-        self.run.log_artifact(artifact, aliases=["best"])
+            return None
+        artifact = model_artifact(self.wandb, self.record.folder, model_artifact_name(self.run.id), metadata)
+        return self.run.log_artifact(artifact, aliases=["best"])
 
     def alert(self, title: str, text: str, error: bool = False) -> None:
         """Fires once per run, at level ERROR or WARN (W&B stores it offline and sends it after `wandb sync`)."""
@@ -282,21 +277,14 @@ class Tracker:
             level = self.wandb.AlertLevel.ERROR if error else self.wandb.AlertLevel.WARN
             self.run.alert(title=title, text=text, level=level)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: str, model_metadata: dict | None = None) -> None:
+        """Write the final status; with `model_metadata`, log the model artifact after it (its summary.json
+        then says finished); close the record and the W&B run."""
         self.summary({keys.STATUS: status})
+        if model_metadata is not None:
+            self.log_model(model_metadata)
         self.record.close()
         if self.run is not None:
             self.run.finish(exit_code=0 if status == "finished" else 1)
             self.run = None
-
-
-def artifact_name(kind: str, text: str) -> str:
-    """`<kind>-<text>` as a W&B artifact name: letters, digits, '-', '_' and '.' only (any other character
-    becomes '-'), at most WANDB_NAME_MAX characters (a longer one is cut, with a hash of the whole text so
-    that two long names stay apart)."""
-    name = f"{kind}-{ARTIFACT_FORBIDDEN_RE.sub('-', text)}"
-    if len(name) <= WANDB_NAME_MAX:
-        return name
-    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return f"{name[:WANDB_NAME_MAX - len(digest) - 1]}-{digest}"
 

@@ -29,6 +29,18 @@ def tiny_data(tmp_path_factory) -> Path:
     return write_generated(tmp_path_factory.mktemp("tiny-phone-assistant"), (128, 32, 32))
 
 
+@pytest.fixture(scope="session")
+def nan_run(tmp_path_factory, tiny_data) -> Path:
+    """A short run whose loss is NaN from step 1 (the -inf mask with the dense focal loss), in the runs/
+    folder of a sweep-like folder (`nan_run.parent.parent`), W&B disabled."""
+    from nlu_collapse import train
+
+    runs = tmp_path_factory.mktemp("nan-sweep") / "runs"
+    summary = train.main([f"--data={tiny_data}", f"--output_dir={runs}", "--wandb_mode=disabled", "--mask_value=-inf",
+                          "--epochs=1", "--max_steps=3", "--threads=1", "--run_id=nan"])
+    return runs / summary["run_id"]
+
+
 @pytest.fixture
 def crash_in_second_epoch(monkeypatch):
     """train.py's dev evaluation raises KeyboardInterrupt (as a Ctrl-C would) the second time it runs;

@@ -114,7 +114,7 @@ def test_agent_run_summary_is_finished_nan_safe_and_sortable(collapsed):
     assert summary["state"] == "finished" and values["status"] == "finished"
     assert values["health/collapsed"] is True and values["health/collapse_step"] == 1
     assert values["health/collapse_reasons"][0] == "step 1: non-finite loss (nan)"
-    local_summary = read_json(run_dir / "summary.json")
+    local_summary = read_json(run_dir / "summary.json", measured=True)
     assert math.isnan(local_summary["final/loss/total"])
     for key in ("final/loss/total", "test/loss"):
         assert values[key] == "NaN" and values[f"{key}_is_finite"] is False, key
@@ -174,7 +174,9 @@ def test_log_model_as_a_sweep_parameter_logs_the_best_checkpoint(collapsed):
     model, = [r["artifact"] for r in records if r.get("type") == "artifact" and r["artifact"]["type"] == "model"]
     assert model["name"] == "model-agentrun1"
     paths = {entry["path"] for entry in model["manifest"]["contents"]}
-    assert {"best.pt", "config.json"} <= paths and any(p.startswith("tokenizer/") for p in paths)
+    assert {"checkpoints/best.pt", "config.json", "summary.json", "encoder/config.json",
+            "encoder/model.safetensors"} <= paths
+    assert any(p.startswith("tokenizer/") for p in paths)  # the layout predict.py reads (tests/test_artifacts.py)
 
 
 def test_report_reads_the_wandb_run_as_the_local_record(collapsed):
@@ -190,7 +192,7 @@ def test_report_reads_the_wandb_run_as_the_local_record(collapsed):
             return [wandb_run]
 
     run = load_wandb("my-team/nlu-collapse", SWEEP_ID, api=Api())[0]
-    local_summary = read_json(run_dir / "summary.json")
+    local_summary = read_json(run_dir / "summary.json", measured=True)
     assert run.status == "finished" and run.factors["mask_value"] == "-inf"
     keys = [key for _, key, _, _ in report.ROWS] + [key for _, key in report.EFFECT_METRICS]
     keys += ["health/first_nonfinite_step"] + [k for k in local_summary if k.startswith("test/entity_type/")]

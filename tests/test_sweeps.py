@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 
 from nlu_collapse.config import Config, parse_config
+from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.runner import planning
+from nlu_collapse.telemetry import keys
 from tests.scripts import local
+from tests.strictjson import parse_every_json_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +79,7 @@ def test_broken_yaml_and_unknown_parameter_are_clear_errors(tmp_path):
         planning.load_sweep(tmp_path / "absent.yaml")
 
 
-def test_failed_run_does_not_stop_the_others_and_rerun_skips_finished(tmp_path, small_data):
+def test_failed_run_does_not_stop_the_others_and_rerun_skips_finished(tmp_path, small_data, capsys):
     sweep_file = tmp_path / "tiny.yaml"
     sweep_file.write_text(f"""
 program: train.py
@@ -93,9 +96,19 @@ command: [ "${{env}}", "${{interpreter}}", "${{program}}", "${{args}}" ]
     out = tmp_path / "out"
     assert local.main([str(sweep_file), f"--out={out}", "--workers=2"]) == 1
     manifest = json.loads((out / "tiny" / "sweep.json").read_text())
+    assert out / "tiny" / "sweep.json" in parse_every_json_file(out / "tiny")  # the sweep's files: strict JSON
     status = {r["params"]["data"]: r["status"] for r in manifest["runs"]}
     assert status == {str(small_data): "finished", str(tmp_path / "no-such-data"): "failed"}
     good = next(r for r in manifest["runs"] if r["status"] == "finished")["run_id"]
+    bad = next(r for r in manifest["runs"] if r["status"] == "failed")["run_id"]
+    summary = RunFolder(out / "tiny" / "runs" / good).read_summary()
+    printed = capsys.readouterr().out.splitlines()  # one verdict line per run as it ends, then the count
+    verdict = (f"run {good} [data={small_data}]: {summary[keys.OUTCOME]}, "
+               f"test entity F1 {summary[keys.split_metric('test', keys.ENTITY_F1)]:.3f}")
+    assert verdict in printed
+    assert any(line.startswith(f"run {bad} [data={tmp_path / 'no-such-data'}]: failed (exit 1); see ")
+               for line in printed)
+    assert any(line.startswith(f"tiny: 2 runs: 1 failed, 1 {summary[keys.OUTCOME]} in ") for line in printed)
     log_before = (out / "tiny" / "logs" / f"{good}.log").read_text()
     assert local.main([str(sweep_file), f"--out={out}", "--workers=2"]) == 1
     assert (out / "tiny" / "logs" / f"{good}.log").read_text() == log_before  # finished run not rerun

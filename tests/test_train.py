@@ -1,6 +1,8 @@
 """In-process smoke runs of the real entry point on a small dataset."""
 import json
+import logging
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,23 @@ def test_length_grouped_batches_pad_less_and_keep_every_sentence(tmp_path, small
     assert padded(grouped) < 0.8 * padded(order)
     summary, _, history = run(tmp_path, small_data, "--group_by_length=True", "--max_steps=6")
     assert summary["status"] == "finished" and len([r for r in history if "loss/total" in r]) == 6
+
+
+def test_log_lines_are_not_glued_onto_the_progress_bar(tmp_path, tiny_data, monkeypatch, capsys):
+    """With the bar shown (a terminal), a warning or error logged mid-training starts its own line."""
+    from tqdm import tqdm
+
+    monkeypatch.setattr(train, "tqdm", lambda *args, **kwargs: tqdm(*args, **{**kwargs, "disable": False,
+                                                                               "mininterval": 0}))
+    handler = logging.StreamHandler(sys.stderr)  # the console handler train.main sets up outside pytest
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        run(tmp_path, tiny_data, "--mask_value=-inf", "--epochs=1", "--max_steps=3", "--forensics=off")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = capsys.readouterr().err.split("\n")
+    logged = [line for line in lines if "ERROR " in line or "WARNING " in line]
+    assert any("|" in line for line in lines) and any(line.split("\r")[-1].startswith("ERROR ") for line in logged)
+    glued = [line for line in logged if not line.split("\r")[-1].startswith(("ERROR ", "WARNING "))]
+    assert not glued, glued

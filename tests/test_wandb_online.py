@@ -23,8 +23,8 @@ def test_non_finite_summary_values_become_text_with_a_finite_twin():
               "health/collapse_reasons": ["non-finite loss"], "perf/steps_per_second": math.nan}
     out = to_wandb(values)
     assert (out["final/loss/total"], out["final/loss/total_is_finite"]) == ("NaN", False)
-    assert (out["test/loss"], out["test/loss_is_finite"]) == ("inf", False)
-    assert (out["final/loss/entity"], out["final/loss/entity_is_finite"]) == ("-inf", False)
+    assert (out["test/loss"], out["test/loss_is_finite"]) == ("Infinity", False)
+    assert (out["final/loss/entity"], out["final/loss/entity_is_finite"]) == ("-Infinity", False)
     assert (out["final/loss/intent"], out["final/loss/intent_is_finite"]) == (0.5, True)  # same keys when healthy
     assert (out["perf/steps_per_second"], out["perf/steps_per_second_is_finite"]) == ("NaN", False)
     assert "test/entity_f1_is_finite" not in out and out["health/collapsed"] is True
@@ -34,6 +34,8 @@ def test_non_finite_summary_values_become_text_with_a_finite_twin():
     assert math.isnan(back["final/loss/total"]) and back["test/loss"] == math.inf
     assert back["final/loss/entity"] == -math.inf and back["final/loss/intent"] == 0.5
     assert back["health/problems"] == 6 and back["health/collapse_reasons"] == ["non-finite loss"]
+    older = {"test/loss": "inf", "val/loss": "-inf"}  # the spelling of runs written before
+    assert from_wandb(older) == {"test/loss": math.inf, "val/loss": -math.inf}
 
 
 @pytest.fixture
