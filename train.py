@@ -705,6 +705,7 @@ class Training:
         hf_logging.disable_progress_bar()  # its "Writing model shards" bar would add a line to every run's log
         try:
             self.parts.model.encoder.save_pretrained(self.folder.encoder)
+            save_encoder_config(self.parts.model.encoder.config, self.folder.encoder)  # no custom-code entries
             self.parts.tokenizer.save_pretrained(self.folder.encoder)
         finally:
             if shown:
