@@ -44,7 +44,7 @@ from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
 from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
 from nlu_collapse.model.loading import build_model, refuse_custom_code, save_encoder_config
 from nlu_collapse.model.prediction import predict_encoded
-from nlu_collapse.model.tokenization import collate, dropped_words_warning
+from nlu_collapse.model.tokenization import collate, dropped_words_warning, normalisation_report
 from nlu_collapse.runfolder import (
     CK_CONFIG,
     CK_EPOCH,
@@ -412,6 +412,15 @@ def warn_dropped_words(dataset: Dataset, encoded: dict) -> None:
             log.warning("%s: %s", split, message)
 
 
+def report_normalisation(dataset: Dataset, tokenizer) -> None:
+    """One line on what the tokenizer's normaliser does to the dev and test words (lower-casing, stripped
+    diacritics: Vietnamese words that differ only in tone marks become one); a warning unless it only lower-cases."""
+    report = normalisation_report(tokenizer, {split: dataset.splits[split] for split in ("dev", "test")})
+    if report:
+        level, line = report
+        log.log(level, "%s", line)
+
+
 def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
     """Data, tokenizer, model, objective, optimiser and evaluator."""
     device = select_device(cfg.device)
@@ -422,6 +431,7 @@ def build(cfg: Config, folder: RunFolder, resuming: bool) -> Parts:
     encoded = {split: encode(examples, tokenizer, dataset.labels, cfg.max_length)
                for split, examples in dataset.splits.items()}
     warn_dropped_words(dataset, encoded)
+    report_normalisation(dataset, tokenizer)
     model = build_model(cfg, dataset.labels, len(tokenizer)).to(device)
     if cfg.compile:
         from torch._functorch import config as functorch_config

@@ -12,10 +12,16 @@ subword at all (a normaliser that removes zero-width characters and soft hyphens
 only of them). Positions are never shifted to fill such a gap: reading predictions in order would
 score every later word against its neighbour's tag. `dropped_words` lists the second kind, for the
 warnings of train.py and predict.py.
+
+`normalisation_report` says what an encoder's own tokenizer does to words before the model sees them: an
+uncased English WordPiece lower-cases and strips diacritics, so Vietnamese words that differ only in tone marks
+(`bán`, `bạn`, `bàn`) become one input.
 """
 from __future__ import annotations
 
-from collections import Counter
+import logging
+import unicodedata
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -159,3 +165,79 @@ def dropped_words_warning(examples: list[Example], encoded: list[Encoded], liste
             f"no subword with this tokenizer (its normaliser removes {'them' if many else 'it'}; {tagged} with an "
             f"entity tag): the model never sees {'them' if many else 'it'}, predicted O and scored against the gold "
             f"tag; e.g. {shown}{'; ...' if len(found) > listed else ''}")
+
+
+DIACRITIC_PROBE = "ệ"  # e with a circumflex and a tone mark (dot below): an accent-stripping normaliser makes it `e`
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _strip_marks(text: str) -> str:
+    """`bạn` -> `ban`, as BERT's accent stripping does (NFD, combining marks removed; `đ` is a letter and stays)."""
+    return _nfc("".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn"))
+
+
+def _quoted(words: list[str]) -> str:
+    shown = [repr(word) for word in words]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def normalisation_report(tokenizer: PreTrainedTokenizerBase, splits: dict[str, list[Example]],
+                         example_members: int = 3) -> tuple[int, str] | None:
+    """What the tokenizer's normaliser does to the words of `splits`, as (logging level, one line); None when
+    it changes none of them, or when the tokenizer exposes no normaliser (only fast tokenizers do:
+    `backend_tokenizer.normalizer`; a slow one, such as PhoBERT's BPE, is not inspected).
+
+    The line names what the normaliser does (lower-cases, strips diacritics, other changes with an example),
+    how many distinct words change and how often they occur, and how many distinct words fall together into
+    one normal form, with the largest such group as an example. Words are compared in NFC, so a normaliser's
+    NFC step alone changes nothing; a word normalised away entirely is left to `dropped_words_warning`.
+    WARNING when some word changes beyond its case (the model can no longer tell such words apart), INFO when
+    the normaliser only lower-cases (the tiny tokenizer's own choice)."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    if normalizer is None:
+        return None
+
+    def normal(word: str) -> str:
+        return _nfc(normalizer.normalize_str(word))
+
+    counts = Counter(_nfc(word) for examples in splits.values() for ex in examples for word in ex.tokens)
+    forms = {word: normal(word) for word in counts}
+    changed = sorted(word for word, form in forms.items() if form and form != word)
+    if not changed:
+        return None
+    lowercases, strips = normal("A") == "a", normal(DIACRITIC_PROBE) == "e"
+
+    def fold(word: str) -> str:  # what the two named kinds alone would make of `word`
+        word = word.lower() if lowercases else word
+        return _strip_marks(word) if strips else word
+
+    kinds = ["lower-cases"] * lowercases + [f"strips diacritics ({DIACRITIC_PROBE!r} -> 'e')"] * strips
+    other = [word for word in changed if forms[word] != fold(word)]
+    if other:
+        kinds.append(f"changes {len(other)} word{'s' * (len(other) > 1)} otherwise (e.g. {other[0]!r} -> "
+                     f"{forms[other[0]]!r})")
+    groups = defaultdict(list)
+    for word, form in forms.items():
+        if form:
+            groups[form].append(word)
+    merged = {form: sorted(words) for form, words in groups.items() if len(words) > 1}
+    where = "/".join(splits)
+    line = (f"the tokenizer's normaliser {' and '.join(kinds)}: {len(changed)} of {len(counts)} distinct {where} "
+            f"words change ({sum(counts[w] for w in changed)} of {sum(counts.values())} words in the text); ")
+    if merged:
+        # the example: words that differ beyond case if any, the largest group, its most frequent members
+        form = max(merged, key=lambda f: (len({w.lower() for w in merged[f]}) > 1, len(merged[f]),
+                                          sum(counts[w] for w in merged[f]), f))
+        members = sorted(merged[form], key=lambda w: (-counts[w], w))[:example_members]
+        more = len(merged[form]) - len(members)
+        line += (f"{sum(len(words) for words in merged.values())} distinct words fall together into {len(merged)} "
+                 f"form{'s' * (len(merged) > 1)}, which the model cannot tell apart, e.g. {_quoted(members)}"
+                 f"{f' (and {more} more)' if more else ''} {'both' if len(merged[form]) == 2 else 'all'} "
+                 f"become {form!r}")
+    else:
+        line += "no two words become one"
+    beyond_case = any(forms[word] != word.lower() for word in changed)
+    return (logging.WARNING if beyond_case else logging.INFO), line
