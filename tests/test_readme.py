@@ -15,7 +15,7 @@ def test_every_flag_is_documented():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    test_command = next(line for line in README.splitlines() if line.endswith("-m pytest -q tests"))
+    test_command = next(line for line in README.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
     assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
