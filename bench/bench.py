@@ -285,8 +285,10 @@ def main_job(out: Path) -> dict[str, float]:
         seconds[part] = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"{part!r} exited {done.returncode}: {done.stdout[-2000:]}")
-        if "reproduce.py" in part:
-            print("\n".join(line for line in done.stdout.splitlines() if line.startswith(("where the", "  "))))
+        if "reproduce.py" in part:  # its closing lines: where its seconds went
+            lines = done.stdout.splitlines()
+            start = next((i for i, line in enumerate(lines) if line.startswith("where the seconds went")), len(lines))
+            print("\n" + "\n".join(lines[start:]))
     return seconds
 
 
