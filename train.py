@@ -737,7 +737,9 @@ class Training:
 
     def verdict_line(self, test: dict) -> str:
         score = lambda name: test.get(keys.split_metric("test", name), math.nan)  # noqa: E731
-        return (f"[{self.run_id}] {self.name}: {self.watch.text()} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
+        stopped = (f" | stopped dead after step {self.state.dead_at_step} of {self.parts.total_steps} planned "
+                   "(nothing could change; --stop_dead_runs=False trains on)" if self.state.stopped_dead else "")
+        return (f"[{self.run_id}] {self.name}: {self.watch.text()}{stopped} | test entity F1 {score(keys.ENTITY_F1):.3f}, "
                 f"intent F1 {score(keys.macro_f1('intent')):.3f}, command F1 {score(keys.macro_f1('command')):.3f}, "
                 f"pred_non_O {score(keys.entity_eval(keys.PRED_NON_O)):.3f} | record: {self.folder.path}")
 

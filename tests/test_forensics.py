@@ -78,6 +78,7 @@ def test_verdict_line_names_step_component_op_and_line(small_data, tmp_path, cap
     verdict = capsys.readouterr().out
     assert "collapsed at step 1" in verdict and "NaN first in loss/entity" in verdict
     assert f"MulBackward0 at {source_line('losses/focal.py', 'per_token = -(onehot')}" in verdict
+    assert "| stopped dead after step 1 of 2 planned (nothing could change; --stop_dead_runs=False trains on) |" in verdict
 
 
 def test_gather_with_a_masked_gold_label_is_the_cross_entropy_of_a_minus_inf_logit(small_data, tmp_path):
