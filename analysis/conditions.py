@@ -91,8 +91,8 @@ def conditions_table(runs: list[RecordedRun], claim: Claim) -> list[dict]:
     for combo in itertools.product(*values):
         condition = dict(zip(axes, combo))
         scope = [r for r in runs if matches(r, condition)]
-        if not scope:
-            continue
+        if not {claim.level, claim.reference} <= {r.factors.get(claim.factor) for r in scope}:
+            continue  # a condition this sweep has only one side of (e.g. class weights run with new lambdas)
         row = {"condition": condition_name(condition)}
         deltas = {label: paired_interval(paired_deltas(scope, claim.factor, claim.level, claim.reference, metric,
                                                        [claim.factor, *axes], within=condition))
@@ -130,25 +130,27 @@ def public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def build_page(runs: list[RecordedRun], header: str = "") -> str:
-    finished = [r for r in runs if r.counted and r.status == "finished"]
-    not_done = [r for r in runs if r.counted and r.status != "finished"]
-    parts = [header, f"{len(finished)} finished runs counted; {len(not_done)} planned runs not finished "
-             f"(not averaged in).\n"]
-    for dataset in sorted({r.factors["data"] for r in finished}):
-        subset = [r for r in finished if r.factors["data"] == dataset]
-        parts.append(f"\n## Dataset: {dataset}\n")
-        for claim in CLAIMS:
-            levels = {r.factors.get(claim.factor) for r in subset}
-            parts.append(f"\n### Claim: {claim.name}\n\n")
-            if not {claim.level, claim.reference} <= levels:
-                parts.append(f"Not tested by these runs ({claim.factor} takes {_join(sorted(map(_show, levels)))}"
-                             f"); its conditions sweep: {claim.sweep}.\n")
-                continue
-            rows = conditions_table(subset, claim)
-            parts += [f"Paired by seed, test set, mean [95% t-interval]; verdict on {claim.metric}, claimed sign "
-                      f"{'+' if claim.sign > 0 else '-'}.\n\n", markdown_table([public(r) for r in rows]),
-                      f"\n**Verdict**: {verdict_line(claim, rows)}\n"]
+def build_page(sweeps: list[tuple[str, list[RecordedRun]]], header: str = "") -> str:
+    """A section per sweep (its name, its runs) and dataset, a conditions table and verdict per claim it tests."""
+    parts = [header]
+    for name, runs in sweeps:
+        finished = [r for r in runs if r.counted and r.status == "finished"]
+        not_done = [r for r in runs if r.counted and r.status != "finished"]
+        for dataset in sorted({r.factors["data"] for r in finished}):
+            subset = [r for r in finished if r.factors["data"] == dataset]
+            parts.append(f"\n## {name}: {dataset}\n\n{len(subset)} finished runs counted; {len(not_done)} planned "
+                         "runs not finished (not averaged in).\n")
+            for claim in CLAIMS:
+                parts.append(f"\n### Claim: {claim.name}\n\n")
+                levels = {r.factors.get(claim.factor) for r in subset}
+                if not {claim.level, claim.reference} <= levels:
+                    parts.append(f"Not tested by these runs ({claim.factor} takes "
+                                 f"{_join(sorted(map(_show, levels)))}); its conditions sweep: {claim.sweep}.\n")
+                    continue
+                rows = conditions_table(subset, claim)
+                parts += [f"Paired by seed, test set, mean [95% t-interval]; verdict on {claim.metric}, claimed "
+                          f"sign {'+' if claim.sign > 0 else '-'}.\n\n", markdown_table([public(r) for r in rows]),
+                          f"\n**Verdict**: {verdict_line(claim, rows)}\n"]
     return "".join(parts)
 
 
@@ -177,13 +179,13 @@ def main(argv: list[str] | None = None) -> str:
     args = commandline.parse(parser, argv)
     if args.out:
         commandline.writable_folder(args.out.parent, "--out")  # before reading: one line naming the flag
-    runs = []
+    sweeps = []
     for folder in args.folders:
         try:
-            runs += load_local(folder)
+            sweeps.append((folder.name, load_local(folder)))
         except (FileNotFoundError, ValueError) as err:
             parser.error(str(err))
-    page = build_page(runs, header(sys.argv[1:] if argv is None else argv, args.folders))
+    page = build_page(sweeps, header(sys.argv[1:] if argv is None else argv, args.folders))
     if args.out:
         atomic_write_text(args.out, page)
     print(page)

@@ -92,8 +92,8 @@ def test_report_pairs_never_cross_a_knob():
 
 
 def test_page_has_a_table_per_claim_and_names_the_untested_ones():
-    page = build_page(sweep(BUILT_IN), "# header\n")
-    assert page.startswith("# header\n") and "30 finished runs counted" in page
+    page = build_page([("claims-synthetic", sweep(BUILT_IN))], "# header\n")
+    assert page.startswith("# header\n") and "## claims-synthetic: synthetic\n\n30 finished runs counted" in page
     assert "**Verdict**: lambdas new - old, intent F1: holds at warmup_ratio=0 and warmup_ratio=0.1" in page
     assert "| warmup_ratio=0.2 | 5 |" in page
     assert "Not tested by these runs (gamma takes 2); its conditions sweep: sweeps/claims-gamma.yaml" in page
