@@ -178,8 +178,14 @@ def grid(runs: list[RecordedRun], factors: list[str], planned: list[RecordedRun]
 def paired_deltas(runs: list[RecordedRun], factor: str, level, reference, metric: str, axes: list[str],
                   within: dict | None = None):
     """value(level) - value(reference) over runs equal in every other axis, the dataset, the seed and the
-    schedule knobs (KNOBS: a sweep that varies warm-up never pairs across it)."""
-    others = [f for f in axes if f != factor] + ["data"] + [k for k in KNOBS if k not in axes]
+    knobs (KNOBS: a sweep that varies warm-up never pairs across it) that the factor does not set itself
+    (a loss level sets unit_class_weights)."""
+    others = [f for f in axes if f != factor] + ["data"]
+    for knob in KNOBS:
+        seen = {}
+        if knob not in axes and not all(seen.setdefault(r.factors[factor], r.factors.get(knob)) == r.factors.get(knob)
+                                        for r in runs):
+            others.append(knob)
     index = {}
     for run in runs:
         if within and not matches(run, within):
