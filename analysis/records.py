@@ -26,9 +26,10 @@ from nlu_collapse.telemetry.wandb_values import from_wandb
 
 log = logging.getLogger(__name__)
 
-# The factors a report groups by (train.py's flags, plus the dataset); a run that does not say has
-# train.py's default.
+# The factors a report groups by (train.py's flags, plus the dataset), then the knobs a claim's conditions
+# cross with them (analysis/conditions.py); a run that does not say has train.py's default.
 FACTORS = ("mask_value", "gamma", "lambdas", "loss_impl", "loss_level", "data")
+KNOBS = ("warmup_ratio", "entity_warmup", "epochs", "unit_class_weights")
 STALE, DUPLICATE = "stale", "duplicate"
 NOT_COUNTED = (STALE, DUPLICATE)
 
@@ -38,7 +39,7 @@ class RecordedRun:
     run_id: str
     status: str  # finished | crashed | interrupted | running | pending (never started) | failed | unreadable
     #              | stale | duplicate (not counted: see the module docstring; `why` says which)
-    factors: dict                     # FACTORS -> value
+    factors: dict                     # FACTORS and KNOBS -> value
     seed: int | None
     summary: dict = field(default_factory=dict)
     history_path: Path | None = None  # local history.jsonl
@@ -60,7 +61,14 @@ class RecordedRun:
 
 def _factors(config: dict, params: dict, dataset: str | None) -> dict:
     merged = {**config, **params}
-    factors = {name: merged.get(name, getattr(Config, name)) for name in FACTORS}
+    factors = {name: merged.get(name, getattr(Config, name)) for name in FACTORS + KNOBS}
+    for name, kind in (("warmup_ratio", float), ("epochs", int)):
+        try:
+            factors[name] = kind(factors[name])
+        except (TypeError, ValueError):  # a hand-edited config: keep the run, under its raw value
+            factors[name] = str(factors[name])
+    factors["unit_class_weights"] = str(factors["unit_class_weights"]).strip().lower() in ("true", "1", "yes")
+    factors["entity_warmup"] = "preset" if factors["entity_warmup"] is None else str(factors["entity_warmup"])
     try:
         factors["gamma"] = float(factors["gamma"])
     except (TypeError, ValueError):  # a hand-edited config: keep the run, under its raw value

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from nlu_collapse import commandline
-from nlu_collapse.analysis.records import RecordedRun, load_local, load_wandb
+from nlu_collapse.analysis.records import KNOBS, RecordedRun, load_local, load_wandb
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
 from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.safeio import atomic_write_text
@@ -177,13 +177,20 @@ def grid(runs: list[RecordedRun], factors: list[str], planned: list[RecordedRun]
 
 def paired_deltas(runs: list[RecordedRun], factor: str, level, reference, metric: str, axes: list[str],
                   within: dict | None = None):
-    """value(level) - value(reference) over runs equal in every other axis, the dataset and the seed."""
+    """value(level) - value(reference) over runs equal in every other axis, the dataset, the seed and the
+    knobs (KNOBS: a sweep that varies warm-up never pairs across it) that the factor does not set itself
+    (a loss level sets unit_class_weights)."""
     others = [f for f in axes if f != factor] + ["data"]
+    for knob in KNOBS:
+        seen = {}
+        if knob not in axes and not all(seen.setdefault(r.factors[factor], r.factors.get(knob)) == r.factors.get(knob)
+                                        for r in runs):
+            others.append(knob)
     index = {}
     for run in runs:
         if within and not matches(run, within):
             continue
-        index[(run.factors[factor], run.seed, tuple(run.factors[f] for f in others))] = run
+        index[(run.factors[factor], run.seed, tuple(run.factors.get(f) for f in others))] = run
     deltas = []
     for (lvl, seed, rest), run in index.items():
         partner = index.get((reference, seed, rest))

@@ -34,7 +34,8 @@ def test_every_yaml_is_a_valid_sweep_of_real_flags(path):
         parse_config([f"--{k}={v}" for k, v in params.items()])  # every value parses as train.py would
 
 
-@pytest.mark.parametrize("name, n", [("ablation", 24), ("masking", 6), ("gamma", 6), ("lambdas", 6), ("mechanism", 18)])
+@pytest.mark.parametrize("name, n", [("ablation", 24), ("masking", 6), ("gamma", 6), ("lambdas", 6), ("mechanism", 18),
+                                     ("claims", 18), ("claims-full", 72), ("claims-gamma", 12)])
 def test_expansion_counts(name, n):
     runs = planning.expand(planning.load_sweep(ROOT / "sweeps" / f"{name}.yaml"))
     assert len(runs) == n and len({json.dumps(r, sort_keys=True) for r in runs}) == n
