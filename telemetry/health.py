@@ -64,8 +64,8 @@ Every logged step the monitor turns the step's scalars into `health/*` flags (1.
 | intent_out_of_band          | one intent takes more than 15% of the batch               | write-up's band   |
 
 The two `*_out_of_band` flags are the write-up's "healthy" bands (pred_non_O 15-35%, intents 5-15%
-per class): properties of its data, not of health (half of the embedded data's tokens are entities
-and it has 9 intents), so they are logged but not counted in `health/problems`.
+per class): properties of its data, not of health (another dataset has another share of entity tokens
+and another number of intents), so they are logged but not counted in `health/problems`.
 """
 from __future__ import annotations
 

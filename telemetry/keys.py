@@ -2,12 +2,16 @@
 and the dashboard read is spelled here, once. Nothing else in the repo writes a key as a string.
 
 Namespaces (slash-separated, stable: they are a contract with W&B dashboards and saved records):
-    loss/  lambda/  lr   the objective, per step
-    grad/                gradient norms, per step
-    dist/                label distributions of the train batch, per logged step
-    health/              monitor flags per logged step; the collapse verdict in the summary
-    val/  test/          evaluation of the dev split (each epoch) and of the test split (once)
-    final/  best/  perf/ summary-only: the last step's numbers, the best dev epoch, timings
+
+| namespace | keys |
+|---|---|
+| `loss/`, `lambda/`, `lr` | per step: `loss/total`, `loss/<entity, intent, command>` (unweighted), `loss/weighted/<task>`; `lambda/<task>`; `lr` |
+| `grad/` | per step: `norm` (total, before clipping), `clipped`, `clip_rate`, `norm/<encoder, entity, intent, command>`; every `--task_grad_every` steps `task/<task>`: the norm of each task's weighted-loss gradient on the shared encoder |
+| `dist/` | per logged step, the train batch: one-bin-per-label histograms `<entity, intent, command>/pred` and `/gold`; scalar twins `entity/pred_non_O`, `entity/gold_non_O`, `entity/n_labels_pred`, `entity/masked_pred`, `<intent, command>/max_share` and `/gold_max_share` |
+| `health/` | per logged step, one flag per monitor point (`telemetry/health.py`), `problems`, `collapsed`; in the summary the verdict: `outcome`, `outcome_evidence`, `collapsed`, `collapse_step`, `collapse_reasons`, `first_nonfinite_step`, `episodes`, `nan_origin`, `nan_spread/*`, `dead_at_step` |
+| `val/`, `test/` | each dev evaluation / the test: `entity_f1/precision/recall` (seqeval, strict IOB2 spans), `intent_acc/f1`, `command_acc/f1` (scikit-learn, macro F1), `sentence_acc`, `entity/pred_non_O`, `entity/masked_pred`, `entity/gold_masked`, `loss`, `entity_type/<TYPE>/<precision, recall, f1, support>`; test also `spans/<correct, type, boundary, missed, spurious, ...>` |
+| `final/`, `best/`, `perf/` | summary only: the last step's numbers, the best dev epoch and its entity F1, timings |
+
 A quantity has one leaf name wherever it appears: `dist/entity/pred_non_O` on a train batch is
 `val/entity/pred_non_O` on the dev split.
 """
