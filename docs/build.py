@@ -150,6 +150,32 @@ def forensics_example() -> str:
     return f"```bash\n.venv/bin/python {' '.join(FORENSICS_RUN)}\n```\n```\n{text}\n```\n"
 
 
+def quickstart_commands() -> list[str]:
+    """The train.py lines of the README's quick-start block, as written there."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1]
+    code = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in code.splitlines() if line.startswith(".venv/bin/python train.py")]
+
+
+@block("quickstart")
+def quickstart() -> str:
+    """Each quick-start run as a user types it (in a fresh folder: its records go to runs/ there); its verdict line."""
+    import shlex
+    import subprocess
+
+    lines = []
+    with tempfile.TemporaryDirectory() as cwd:
+        for command in quickstart_commands():
+            argv = shlex.split(command)
+            argv = [sys.executable, str(ROOT / "train.py"), *argv[2:]]
+            out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True).stdout
+            verdict = out.strip().splitlines()[-1]
+            run_id = re.match(r"\[([^\]]+)\]", verdict).group(1)
+            lines.append(verdict.replace(run_id, "<run_id>"))
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
 # --- results, from the sweep evidence
 def _evidence(*names: str):
     """(headers, runs) of the named evidence files, or the names of the missing ones."""

@@ -1,0 +1,69 @@
+"""README.md and docs/ do not drift from the code: every generated block is today's output of its source,
+the README is short, and every repo path and train.py flag named in the prose exists."""
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from nlu_collapse.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+sys.path.insert(0, str(ROOT / "docs"))
+import build  # noqa: E402  (docs/build.py: the one place the generated blocks are made)
+
+
+def test_every_generated_block_is_up_to_date():
+    """Runs the README's quick-start commands as written, the forensics example, the fault-test collection, the
+    dataset cards and every results table from the evidence, and compares with the pages."""
+    result = subprocess.run([sys.executable, "docs/build.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_is_a_five_minute_read():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_quickstart_is_the_readme_block_and_collapses_then_recovers():
+    commands = build.quickstart_commands()
+    assert commands == [".venv/bin/python train.py --mask_value=-inf --gamma=3 --lambdas=old",
+                        ".venv/bin/python train.py"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- generated: quickstart", 1)[1].split("<!-- /generated: quickstart", 1)[0]
+    collapsed, healthy = [line for line in shown.splitlines() if line.startswith("[<run_id>]")]
+    assert ": collapsed at step 1" in collapsed and "losses/focal.py" in collapsed
+    assert ": healthy |" in healthy
+
+
+def test_every_flag_is_in_the_generated_reference():
+    page = (ROOT / "docs" / "flags.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"^\| `--(\w+)` \|", page, flags=re.MULTILINE)) == {f.name for f in fields(Config)}
+
+
+def _prose(text: str) -> str:
+    """A page without its generated blocks (their sources are checked above)."""
+    return build.BLOCK_RE.sub("", text)
+
+
+def test_every_repo_path_named_in_the_docs_exists():
+    missing = []
+    for page in PAGES:
+        for path in re.findall(r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|md|yaml|png|jsonl))`", _prose(page.read_text("utf-8"))):
+            if not (ROOT / path).exists() and "<" not in path and not path.startswith(("results/", "runs/", "my-data/")):
+                missing.append(f"{page.name}: {path}")
+        for link in re.findall(r"\]\(([\w./-]+\.(?:md|png))(?:#[\w-]+)?\)", page.read_text("utf-8")):
+            if not (page.parent / link).exists():
+                missing.append(f"{page.name}: link {link}")
+    assert missing == []
+
+
+def test_every_train_flag_named_in_the_docs_exists():
+    known = {f.name for f in fields(Config)}
+    sources = "\n".join(p.read_text("utf-8", errors="replace") for p in ROOT.rglob("*.py") if ".venv" not in p.parts)
+    unknown = []
+    for page in PAGES:
+        for flag in set(re.findall(r"(?<![\w-])--([a-z][a-z_]+)", _prose(page.read_text("utf-8")))):
+            if flag not in known and f'"--{flag}"' not in sources and f"'--{flag}'" not in sources:
+                unknown.append(f"{page.name}: --{flag}")
+    assert unknown == []
