@@ -20,8 +20,9 @@ FILE_NAMES = ("config.json", "history.jsonl", "summary.json", "forensics.jsonl",
               "last.prev.pt", ".lock", ".runner.lock")
 FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "runs", "logs", "report")
 # Floors, bottom first: a module may import its own floor and those below, never one above.
-FLOORS = [{"config", "safeio", "runfolder", "commandline", "telemetry.keys"}, {"data"}, {"model", "losses"},
-          {"evaluation"}, {"telemetry"}, {"train", "predict", "runner"}, {"analysis", "sweeps", "bench", "scripts"}]
+FLOORS = [{"config", "safeio", "runfolder", "commandline", "rng", "telemetry.keys"}, {"data"}, {"model", "losses"},
+          {"evaluation"}, {"telemetry"}, {"toolkit"}, {"train", "predict", "runner"},
+          {"analysis", "sweeps", "bench", "scripts", "examples"}]
 FIRST_PARTY = set().union(*FLOORS)
 PACKAGE = "nlu_collapse"  # the installed name of this folder (pyproject.toml)
 GENERIC = ("config", "train", "predict", "runfolder", "safeio", "data", "model", "losses", "evaluation", "telemetry",
