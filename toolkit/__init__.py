@@ -14,7 +14,7 @@ from nlu_collapse.telemetry.forensics import Forensics
 from nlu_collapse.telemetry.health import HealthMonitor, degenerate_evidence
 from nlu_collapse.telemetry.watch import CollapseWatch
 from nlu_collapse.toolkit.gradients import grad_norms, task_grad_norms
-from nlu_collapse.toolkit.monitor import CollapseMonitor, SentenceTask, TokenTask
+from nlu_collapse.toolkit.monitor import CollapseMonitor, SentenceTask, TokenTask, verdict_lines
 
 __all__ = ["CollapseMonitor", "CollapseWatch", "Forensics", "HealthMonitor", "SentenceTask", "TokenTask",
-           "degenerate_evidence", "grad_norms", "task_grad_norms"]
+           "degenerate_evidence", "grad_norms", "task_grad_norms", "verdict_lines"]

@@ -102,6 +102,8 @@ class CollapseMonitor:
             one, else nothing is logged (the verdict is still returned).
         log_every: flags, label counts and per-part norms every this many steps (the finite check and
             the replay run every step).
+        task_grad_every: per-task gradient norms (`task_gradients`, one extra backward pass per task) on
+            step 1 and every this many steps, when they are logged.
         window: logged steps a degenerate condition must hold to be an episode (HealthMonitor).
         forensics: off, first (replay the first non-finite step) or every.
         stop_on_collapse: `should_stop` at the first non-finite step.
@@ -113,7 +115,8 @@ class CollapseMonitor:
 
     def __init__(self, model: torch.nn.Module, tasks: Sequence[SentenceTask], *,
                  parts: dict[str, torch.nn.Module] | None = None, shared: str | None = None,
-                 log: Callable[[dict, int], None] | None = None, log_every: int = 10, window: int = 20,
+                 log: Callable[[dict, int], None] | None = None, log_every: int = 10, task_grad_every: int = 50,
+                 window: int = 20,
                  forensics: str = "first", stop_on_collapse: bool = False, stop_on_dead: bool = False,
                  name: str = "run", ignore_index: int = IGNORE_INDEX):
         tokens = [task for task in tasks if isinstance(task, TokenTask)]
@@ -131,6 +134,7 @@ class CollapseMonitor:
         if shared is not None and shared not in self.parts:
             raise ValueError(f"CollapseMonitor: shared={shared!r} is not one of the parts ({', '.join(self.parts)})")
         self.shared, self.log_every, self.ignore_index, self.name = shared, log_every, ignore_index, name
+        self.task_grad_every = task_grad_every
         self.stop_on_collapse, self.stop_on_dead = stop_on_collapse, stop_on_dead
         self.sink = Sink(log)
         self.health = HealthMonitor(window=window, token_task=self.token.name if self.token else None,
@@ -152,7 +156,7 @@ class CollapseMonitor:
     def begin_step(self) -> int:
         """Before the step's forward: counts the step, keeps the RNG state a replay needs. Returns the step."""
         self.steps += 1
-        self._task_norms, self._replayed, self._nonfinite = {}, False, False
+        self._task_norms, self._replayed, self._nonfinite, self._metrics = {}, False, False, {}
         self.forensics.begin_step(self.steps)
         return self.steps
 
@@ -165,10 +169,11 @@ class CollapseMonitor:
 
     def task_gradients(self, task_losses: dict[str, torch.Tensor]) -> None:
         """Before `backward`, on logged steps: the norm of each task loss's gradient on the shared part
-        (which task drives the shared encoder). Needs `shared`; a no-op on other steps."""
+        (which task drives the shared encoder), on step 1 and every `task_grad_every` steps. Needs
+        `shared`; a no-op on other steps."""
         if self.shared is None:
             raise ValueError("CollapseMonitor.task_gradients: pass shared=<the part every task reads> to the monitor")
-        if self.logged:
+        if self.logged and (self.steps == 1 or self.steps % self.task_grad_every == 0):
             self._task_norms = task_grad_norms(task_losses, self.parts[self.shared])
 
     def observe(self, loss: torch.Tensor, losses: dict | None = None, predictions: dict | None = None,
@@ -187,7 +192,7 @@ class CollapseMonitor:
             grad_norm: the total gradient norm before clipping, if you have it (`clip_grad_norm_`
                 returns it); else computed here.
             part_norms: `grad/norm/<part>` norms computed before clipping (the Trainer hook does).
-        Returns the step's metrics (floats; count vectors as lists).
+        Returns the step's metrics (floats; count vectors as lists); `end_step` adds the health flags.
         """
         step, logged = self.steps, self.logged
         if step == 0:
@@ -212,15 +217,17 @@ class CollapseMonitor:
         if logged:
             metrics.update(count_scalars(metrics, None, self.token.name if self.token else None, self.sentence,
                                          self._outside if self.token else 0))
-        self.watch.observe(step, metrics, logged=logged)
         self._metrics = metrics
         return metrics
 
     def end_step(self) -> bool:
-        """After `optimizer.step()`: how far a non-finite step spread, whether the run is dead, and the
-        step's metrics logged. Returns `should_stop`."""
+        """After `optimizer.step()`: how far a non-finite step spread, the step's health flags (an alert
+        at a collapse, naming the NaN's origin), whether the run is dead; the step's metrics logged.
+        Returns `should_stop`."""
         if self._replayed:
             self.forensics.after_step(self.model)
+        if self._metrics:
+            self.watch.observe(self.steps, self._metrics, logged=self.logged)
         if self._nonfinite and self.dead_at_step is None and self._dead():
             self.dead_at_step = self.steps
             log.warning("%s: every trained parameter is non-finite after step %d: no later step can change the "
@@ -334,3 +341,25 @@ def _as_lists(value) -> list:
     if isinstance(value, torch.Tensor):
         return _class_ids(value).tolist()
     return [list(row) if isinstance(row, (list, tuple)) else row for row in value]
+
+
+def verdict_lines(verdict: dict) -> list[str]:
+    """A verdict (CollapseMonitor.finish) as a few readable lines: outcome, episodes, reasons, the NaN's origin."""
+    lines = [f"outcome: {verdict[keys.OUTCOME]}" + (f" at step {verdict[keys.COLLAPSE_STEP]}"
+                                                    if verdict[keys.COLLAPSED] else "")]
+    for episode in verdict[keys.EPISODES]:
+        lines.append(f"episode: {episode['kind']}, steps {episode['first_step']}-{episode['last_step']}, "
+                     f"{'recovered' if episode['recovered'] else 'to the end'}")
+    lines += [f"reason: {reason}" for reason in verdict[keys.COLLAPSE_REASONS]]
+    if not verdict[keys.COLLAPSED]:
+        lines += [f"evidence: {text}" for text in verdict[keys.OUTCOME_EVIDENCE]]
+    origin = verdict.get(keys.NAN_ORIGIN)
+    if origin:
+        inf = origin.get("inf_origin") or {}
+        lines += [f"origin: {origin['component']}, {origin['phase']}, {origin['op']} at {origin['source']}, "
+                  f"module {origin['module']}",
+                  f"first infinity: {inf.get('kind')} from {inf.get('op')} at {inf.get('source')}" if inf else
+                  "first infinity: none",
+                  f"spread: {origin['spread'].get('all', 0.0):.0%} of parameter tensors, by {origin['spread_by']}",
+                  f"text: {origin['text']}"]
+    return lines
