@@ -170,8 +170,11 @@ def _share_by_part(model, parts, tensors_of) -> dict[str, float]:
 
 
 def default_parts(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """A model's named parts: its `named_parts()` where it has one, else its top-level modules."""
-    return model.named_parts() if hasattr(model, "named_parts") else dict(model.named_children())
+    """A model's named parts: its `named_parts()` where it has one, else its top-level modules that hold
+    parameters."""
+    if hasattr(model, "named_parts"):
+        return model.named_parts()
+    return {name: module for name, module in model.named_children() if any(True for _ in module.parameters())}
 
 
 def loss_terms(value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -14,8 +14,11 @@ def grad_norms(params: list[torch.nn.Parameter], parts: dict[str, torch.nn.Modul
     each list."""
     norms = dict(zip(params, torch._foreach_norm([p.grad for p in params])))
     combine = lambda tensors: torch.linalg.vector_norm(torch.stack(tensors))  # noqa: E731
-    by_part = {keys.module_grad_norm(name): combine([norms[p] for p in module.parameters() if p in norms])
-               for name, module in parts.items()}
+    by_part = {}
+    for name, module in parts.items():
+        part = [norms[p] for p in module.parameters() if p in norms]
+        if part:  # a part without gradients this step (frozen, or unused) has no norm
+            by_part[keys.module_grad_norm(name)] = combine(part)
     return combine(list(norms.values())), by_part
 
 
