@@ -9,8 +9,8 @@ raw loss and predictions (`CollapseTrainer`, or `CollapseTrainerMixin` before yo
 Why a hook as well as a callback: callbacks see neither the loss of a step nor its predictions (only the
 logged, averaged loss, in which `logging_nan_inf_filter` replaces a NaN by the running mean, so a corrupted
 run shows a clean curve). The hook wraps `compute_loss` (it keeps the raw loss, the logits, the labels and
-a closure that recomputes the loss for the replay) and `training_step` (the gradient norms before the
-Trainer clips them). Everything else is `CollapseMonitor`'s (toolkit/monitor.py).
+a closure that recomputes the loss for the replay), `training_step` (per-part gradient norms before the
+Trainer clips) and `_get_grad_norm` (the Trainer's own total norm before clipping: no second pass). Everything else is `CollapseMonitor`'s (toolkit/monitor.py).
 
 Gradient accumulation: a step's loss is the sum of its micro-batches' losses; the counts and flags use
 the last micro-batch's predictions; the replay recomputes every micro-batch of the step.
@@ -65,10 +65,14 @@ class CollapseCallback(TrainerCallback):
         self._batches.append((loss.detach(), outputs, inputs, replay))
 
     def gradients_ready(self, model: torch.nn.Module) -> None:
-        """After the step's last backward, before the Trainer clips: the gradient norms."""
+        """After the step's last backward, before the Trainer clips: the per-part norms, on logged steps."""
         params = [p for p in model.parameters() if p.grad is not None]
-        if params:
-            self._norms = grad_norms(params, self.monitor.parts if self.monitor.logged else {})
+        if params and self.monitor.logged:
+            self._norms = (self._norms[0], grad_norms(params, self.monitor.parts)[1])
+
+    def total_norm(self, norm) -> None:
+        """The Trainer's own gradient norm before clipping (no second pass over the gradients)."""
+        self._norms = (norm, self._norms[1])
 
     # --- the Trainer's events
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -126,6 +130,12 @@ class CollapseTrainerMixin:
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         callback.record(loss, outputs, kept, replay)
         return (loss, outputs) if return_outputs else loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        norm = super()._get_grad_norm(model, grad_norm=grad_norm)  # the pre-clip norm (Trainer's private hook)
+        if self.collapse is not None:
+            self.collapse.total_norm(norm)
+        return norm
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

@@ -115,7 +115,7 @@ class CollapseMonitor:
 
     def __init__(self, model: torch.nn.Module, tasks: Sequence[SentenceTask], *,
                  parts: dict[str, torch.nn.Module] | None = None, shared: str | None = None,
-                 log: Callable[[dict, int], None] | None = None, log_every: int = 10, task_grad_every: int = 50,
+                 log: Callable[[dict, int], None] | None = None, log_every: int = 10, task_grad_every: int = 100,
                  window: int = 20,
                  forensics: str = "first", stop_on_collapse: bool = False, stop_on_dead: bool = False,
                  name: str = "run", ignore_index: int = IGNORE_INDEX):
@@ -192,27 +192,31 @@ class CollapseMonitor:
             grad_norm: the total gradient norm before clipping, if you have it (`clip_grad_norm_`
                 returns it); else computed here.
             part_norms: `grad/norm/<part>` norms computed before clipping (the Trainer hook does).
-        Returns the step's metrics (floats; count vectors as lists); `end_step` adds the health flags.
+        Returns the step's metrics (floats; count vectors as lists): on steps that are not logged, the
+        loss and the gradient norm only; `end_step` adds the health flags.
         """
         step, logged = self.steps, self.logged
         if step == 0:
             raise RuntimeError("CollapseMonitor.observe before begin_step: wrap the step in `with monitor.step():`")
-        metrics = {keys.LOSS_TOTAL: _detached(loss)}
-        metrics.update({keys.loss(name): _detached(value) for name, value in (losses or {}).items()})
         if grad_norm is None or (logged and part_norms is None):
             params = [p for p in self.model.parameters() if p.grad is not None]
             norm, by_part = grad_norms(params, self.parts if logged else {}) if params else (torch.zeros(()), {})
             grad_norm = norm if grad_norm is None else grad_norm
             part_norms = by_part if part_norms is None else part_norms
-        metrics[keys.GRAD_NORM] = _detached(grad_norm)
         if logged:
+            metrics = {keys.LOSS_TOTAL: _detached(loss), keys.GRAD_NORM: _detached(grad_norm)}
+            metrics.update({keys.loss(name): _detached(value) for name, value in (losses or {}).items()})
             metrics.update(part_norms or {})
             metrics.update(self._task_norms)
             metrics.update(self._counts(predictions, gold))
-        metrics = to_host(metrics)
+            metrics = to_host(metrics)  # one device-to-host copy
+        else:  # the finite check alone
+            total, norm = torch.stack([_detached(loss).float(), _detached(grad_norm).float()]).tolist()
+            metrics = {keys.LOSS_TOTAL: total, keys.GRAD_NORM: norm}
         self._nonfinite = not (math.isfinite(metrics[keys.LOSS_TOTAL]) and math.isfinite(metrics[keys.GRAD_NORM]))
         if self._nonfinite and closure is not None:
-            shown = {key: value for key, value in metrics.items() if key.startswith(keys.prefix("loss"))}
+            shown = {keys.LOSS_TOTAL: _detached(loss),
+                     **{keys.loss(name): _detached(value) for name, value in (losses or {}).items()}}
             self._replayed = self.forensics.check(self.model, closure, loss, grad_norm, shown)
         if logged:
             metrics.update(count_scalars(metrics, None, self.token.name if self.token else None, self.sentence,
