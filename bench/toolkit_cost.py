@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from nlu_collapse.telemetry import keys
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -70,7 +72,7 @@ def plain_seconds_per_step(example, data: Path, steps: int, monitored: bool) -> 
             monitor.end_step()
     seconds = (time.perf_counter() - started) / steps
     if monitor is not None:
-        assert monitor.finish()["health/outcome"] != "collapsed"
+        assert not monitor.finish()[keys.COLLAPSED]
     return seconds
 
 

@@ -478,7 +478,7 @@ def describe(origin: dict, shared: tuple[str, ...] = ()) -> str:
         text += f" (first non-finite module output: {forward_module['name']})"
     elif origin.get("module"):
         name = origin["module"]
-        text += f" ({name if name in shared else f'{name} head'} gradient)"
+        text += f" ({name if name in shared or name.endswith('head') else f'{name} head'} gradient)"
     spread, by = origin.get("spread", {}), origin.get("spread_by")
     share = spread.get("all", 0.0)
     if share == 1.0:
