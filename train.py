@@ -208,10 +208,7 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
     metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
     with phase("forensics"):
         replayed = forensics is not None and forensics.check(
-            model, lambda: replay_loss(model, batch, criterion, epoch, autocast), total, norm,
-            losses={k: v for k, v in metrics.items() if k.startswith(keys.prefix("loss"))
-                    and not k.startswith(keys.weighted_loss(""))},
-            terms={task: metrics[keys.weighted_loss(task)] for task in weighted},
+            model, lambda: replay_loss(model, batch, criterion, epoch, autocast), total, norm, metrics,
             scale=optimisation.scaler.scale if optimisation.scaler else None)
     with phase("optimizer"):
         optimisation.step()

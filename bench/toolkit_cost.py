@@ -93,7 +93,8 @@ def trainer_seconds_per_step(example, data: Path, steps: int, monitored: bool, f
                              learning_rate=1e-3, report_to="none", save_strategy="no", logging_strategy="no",
                              disable_tqdm=True, use_cpu=True, seed=0)
     kind = CollapseTrainer if monitored else Trainer
-    callbacks = [CollapseCallback([TokenTask("ner", example.TAGS)], log=lambda metrics, step: None)] if monitored else []
+    callbacks = [CollapseCallback([TokenTask("ner", example.TAGS)], log=lambda metrics, step: None)]
+    callbacks = callbacks if monitored else []
     trainer = kind(model=BertForTokenClassification(config), args=args, train_dataset=examples,
                    data_collator=example.collate, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
                     lambda monitored: trainer_seconds_per_step(hf, hf_data, args.steps, monitored, folder / "hf"),
                     args.rounds)}
     for name, (without, with_, all_without, all_with) in results.items():
-        rows.append(f"| {name} | {without * 1e3:.2f} | {with_ * 1e3:.2f} | {with_ / without:.3f} | "
-                    f"{', '.join(f'{s * 1e3:.2f}' for s in all_without)} / {', '.join(f'{s * 1e3:.2f}' for s in all_with)} |")
+        rounds = " / ".join(", ".join(f"{s * 1e3:.2f}" for s in side) for side in (all_without, all_with))
+        rows.append(f"| {name} | {without * 1e3:.2f} | {with_ * 1e3:.2f} | {with_ / without:.3f} | {rounds} |")
     print(f"`python bench/toolkit_cost.py --rounds={args.rounds} --steps={args.steps}`, one thread, "
           f"torch {torch.__version__}:\n")
     print("| healthy run | ms/step without | ms/step with | ratio | every round, without / with (ms) |")

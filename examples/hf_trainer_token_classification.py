@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import random
 import tempfile
 import warnings
@@ -87,7 +86,8 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     length = max(len(e["input_ids"]) for e in examples)
     pad = lambda values, fill: [v + [fill] * (length - len(v)) for v in values]  # noqa: E731
     ids = torch.tensor(pad([e["input_ids"] for e in examples], 0))
-    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor(pad([e["labels"] for e in examples], -100))}
+    labels = torch.tensor(pad([e["labels"] for e in examples], -100))
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}
 
 
 def masked_focal_loss(unseen: torch.Tensor, gamma: float = 2.0):
@@ -120,8 +120,9 @@ def train(run: str, data: Path, epochs: float, folder: Path, log=None, seed: int
                              logging_strategy="no", seed=seed, disable_tqdm=True, use_cpu=True)
     callback = CollapseCallback([TokenTask("ner", TAGS, outside="O")], log=log, log_every=1, window=5,
                                 stop_on_dead=True, name=run)
+    loss = masked_focal_loss(~seen) if run == "nan" else None  # None: the model's own cross-entropy
     trainer = CollapseTrainer(model=model, args=args, train_dataset=examples, data_collator=collate,
-                              callbacks=[callback], compute_loss_func=masked_focal_loss(~seen) if run == "nan" else None)
+                              callbacks=[callback], compute_loss_func=loss)
     trainer.remove_callback(PrinterCallback)  # its end-of-training line: the verdicts below say more
     trainer.train()
     return callback.verdict
@@ -133,15 +134,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--epochs", type=float, default=5, help="training epochs per run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # the same numbers on every machine
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", module="transformers")
-    logging.getLogger("train").setLevel(logging.ERROR)  # the verdicts below say it all
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' notes on a randomly initialised model: expected here
     verdicts, lines = {}, []
-    with tempfile.TemporaryDirectory() as folder:
-        data = write_data(Path(folder) / "train.jsonl", n=640)
-        for run in args.run or RUNS:
-            verdicts[run] = train(run, data, args.epochs, Path(folder))
-            lines += [f"--- {run}", *verdict_lines(verdicts[run])]
+    try:
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="transformers")
+            data = write_data(Path(folder) / "train.jsonl", n=640)
+            for run in args.run or RUNS:
+                verdicts[run] = train(run, data, args.epochs, Path(folder))
+                lines += [f"--- {run}", *verdict_lines(verdicts[run])]
+    finally:
+        hf_logging.set_verbosity(verbosity)
     print("\n".join(lines))
     return verdicts
 

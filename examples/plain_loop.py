@@ -134,7 +134,8 @@ def train(run: str, data: Path, steps: int, log=None, seed: int = 0) -> dict:
                 optimizer.zero_grad()
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                monitor.observe(loss, losses, predictions=logits, gold={"tags": batch["tags"], "intent": batch["intent"]},
+                gold = {"tags": batch["tags"], "intent": batch["intent"]}
+                monitor.observe(loss, losses, predictions=logits, gold=gold,
                                 closure=lambda: forward(model, batch, run)[0], grad_norm=norm)
                 optimizer.step()
             if monitor.should_stop or monitor.steps >= steps:

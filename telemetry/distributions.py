@@ -10,7 +10,8 @@ import torch
 from nlu_collapse.telemetry import keys
 
 
-def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], unknown: int) -> dict[str, torch.Tensor]:
+def step_counts(logits: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                unknown: int) -> dict[str, torch.Tensor]:
     """Predicted and gold label counts of one batch of train.py's (argmax of the masked logits); gold
     labels `unknown` (padding, and labels unseen in train) are left out."""
     n_tags = logits["entity"].shape[-1]

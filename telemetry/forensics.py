@@ -222,16 +222,16 @@ class Forensics:
             self._step, self._rng = step, rng_state()
 
     def check(self, model: torch.nn.Module, closure: Closure, loss, grad_norm, losses: dict,
-              terms: dict | None = None, scale: Callable | None = None) -> bool:
+              scale: Callable | None = None) -> bool:
         """Between clipping and the optimizer step: replay the step if its loss or grad norm is non-finite.
 
         Args:
             model: the model, its parameters as the step's forward saw them.
             closure: recomputes the step's loss from its batch (Closure); called only on a non-finite step.
             loss, grad_norm: the step's loss and total gradient norm (tensors or floats).
-            losses: the step's loss components as logged (`loss/total`, `loss/<task>`): shown in the origin.
-            terms: the step's own values of the closure's terms, by name (default: `losses`' `loss/<name>`);
-                with the loss they say whether the replay reproduced the step bit for bit.
+            losses: the step's metrics (tensors or floats): its `loss/total` and `loss/<task>` are shown in
+                the origin; with the step's value of each of the closure's terms (`loss/weighted/<term>`,
+                else `loss/<term>`) they say whether the replay reproduced the step bit for bit.
             scale: under fp16, the GradScaler's `scale`: a non-finite gradient with a finite loss is an
                 overflow the scaler skips, not something to replay.
         """
@@ -248,14 +248,15 @@ class Forensics:
             facts = replay(model, closure, parts, scale)
         finally:
             set_rng_state(after)  # training draws the same numbers it would have drawn without the replay
-        shown = {key: _show(value) for key, value in losses.items()}
+        shown = {key: _show(value) for key, value in losses.items()
+                 if key.startswith(keys.prefix("loss")) and not key.startswith(keys.weighted_loss(""))}
         origin = conclude(facts, shown)
         origin["step"] = self._step
         # Same parameters, batch and RNG state: the replay must reproduce the step's losses bit for bit.
-        if terms is None:
-            terms = {name: losses[keys.loss(name)] for name in facts["replayed"] if keys.loss(name) in losses}
+        step_terms = {name: losses.get(keys.weighted_loss(name), losses.get(keys.loss(name)))
+                      for name in facts["replayed"]}
         origin["replay_exact"] = _same(facts["loss"], loss) and all(
-            _same(facts["replayed"][name], value) for name, value in terms.items() if name in facts["replayed"])
+            _same(facts["replayed"][name], value) for name, value in step_terms.items() if value is not None)
         origin["grad_norm"] = _show(grad_norm)
         origin["grads_after_clip"] = _share_by_part(model, parts, lambda p: p.grad)
         self._pending = (origin, parts)
@@ -461,7 +462,7 @@ def describe(origin: dict, shared: tuple[str, ...] = ()) -> str:
     first_value = next((components[k] for k in (origin.get("component") or "").split(", ") if k in components), None)
     if origin["phase"] == "forward":
         what = _KIND.get(first_value, first_value) if isinstance(first_value, str) else "NaN"
-        text = f"{what} first in {origin['component']} (forward)"
+        text = f"{what} first in {origin.get('component') or 'the loss'} (forward)"
     else:
         text = f"{'NaN' if origin.get('kind') == 'nan' else 'non-finite'} gradient first from " \
                f"{origin.get('component') or 'the loss'} (backward"

@@ -148,9 +148,10 @@ def _train(data, steps: int, broken_at: int | None = None, **options):
     parts = {"body": nn.ModuleList([model.embed, model.conv, model.score]), "slot_head": model.slots,
              "intent_head": model.intents}
     logged = []
-    monitor = CollapseMonitor(model, [TokenTask("slots", data["tags"]), SentenceTask("intent", len(data["intents"]))],
-                              parts=parts, shared="body", **{"log": lambda metrics, step: logged.append((step, metrics)),
-                                                             "log_every": 2, "window": 3, "task_grad_every": 4, **options})
+    options = {"log": lambda metrics, step: logged.append((step, metrics)), "log_every": 2, "window": 3,
+               "task_grad_every": 4, **options}
+    tasks = [TokenTask("slots", data["tags"]), SentenceTask("intent", len(data["intents"]))]
+    monitor = CollapseMonitor(model, tasks, parts=parts, shared="body", **options)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(1, steps + 1):
         batch = {key: data[key][(step - 1) * 32 % 640:][:32] for key in ("words", "slots", "intent")}
@@ -246,10 +247,39 @@ def test_a_trainer_without_the_hook_is_told_how_to_add_it():
 
 
 def test_the_toolkit_imports_nothing_of_this_repos_model_data_or_config():
-    probe = ("import sys, json, nlu_collapse.toolkit; "
-             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('nlu_collapse.') or m == 'transformers')))")
+    probe = ("import sys, json, nlu_collapse.toolkit; print(json.dumps(sorted(m for m in sys.modules "
+             "if m.startswith('nlu_collapse.') or m == 'transformers')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     loaded = json.loads(done.stdout)
     assert not [m for m in loaded if m.split(".")[1] in ("model", "data", "config", "losses", "train", "evaluation")]
     assert "transformers" not in loaded
+
+
+def test_trainer_with_gradient_accumulation_replays_every_micro_batch(tmp_path):
+    from transformers import BertConfig, BertForTokenClassification, PrinterCallback, TrainingArguments
+
+    from nlu_collapse.toolkit.hf import CollapseCallback, CollapseTrainer
+
+    example = load(EXAMPLES["hf"])
+    rows = [json.loads(line) for line in example.write_data(tmp_path / "ner.jsonl", 64).read_text().splitlines()]
+    tokenizer = example.build_tokenizer(rows)
+    examples = example.encode(rows, tokenizer)
+    seen = torch.zeros(len(example.TAGS), dtype=torch.bool)
+    seen[[label for e in examples for label in e["labels"] if label >= 0]] = True
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=len(example.TAGS))
+    model = BertForTokenClassification(config)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, max_steps=3,
+                             gradient_accumulation_steps=2, report_to="none", save_strategy="no", logging_strategy="no",
+                             disable_tqdm=True, use_cpu=True)
+    callback = CollapseCallback([TokenTask("ner", example.TAGS)], log=lambda metrics, step: None, stop_on_collapse=True)
+    trainer = CollapseTrainer(model=model, args=args, train_dataset=examples, data_collator=example.collate,
+                              callbacks=[callback], compute_loss_func=example.masked_focal_loss(~seen))
+    trainer.remove_callback(PrinterCallback)
+    with _no_hf_datasets():
+        trainer.train()
+    origin = callback.verdict[keys.NAN_ORIGIN]
+    assert callback.monitor.steps == 1 and origin["replay_exact"] is True and origin["component"] == keys.loss("ner")
+    assert origin["source"] == line_of(EXAMPLES["hf"], "per_token = -(onehot")

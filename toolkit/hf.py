@@ -10,10 +10,11 @@ Why a hook as well as a callback: callbacks see neither the loss of a step nor i
 logged, averaged loss, in which `logging_nan_inf_filter` replaces a NaN by the running mean, so a corrupted
 run shows a clean curve). The hook wraps `compute_loss` (it keeps the raw loss, the logits, the labels and
 a closure that recomputes the loss for the replay), `training_step` (per-part gradient norms before the
-Trainer clips) and `_get_grad_norm` (the Trainer's own total norm before clipping: no second pass). Everything else is `CollapseMonitor`'s (toolkit/monitor.py).
+Trainer clips) and `_get_grad_norm` (the Trainer's own total norm before clipping: no second pass).
+Everything else is `CollapseMonitor`'s (toolkit/monitor.py).
 
-Gradient accumulation: a step's loss is the sum of its micro-batches' losses; the counts and flags use
-the last micro-batch's predictions; the replay recomputes every micro-batch of the step.
+Gradient accumulation: a step's loss (and each component) is the sum over its micro-batches; the counts
+and flags use the last micro-batch's predictions; the replay recomputes every micro-batch of the step.
 """
 from __future__ import annotations
 
@@ -89,9 +90,11 @@ class CollapseCallback(TrainerCallback):
             raise RuntimeError("CollapseCallback saw no loss: build the trainer with nlu_collapse.toolkit.hf."
                                "CollapseTrainer (or put CollapseTrainerMixin before your Trainer class)")
         loss = torch.stack([batch[0] for batch in self._batches]).sum()
-        losses, predictions, gold = self.split(self._batches[-1][0], *self._batches[-1][1:3])
-        if len(self._batches) > 1:
-            losses = {}  # per-task components of one micro-batch are not the step's
+        losses = {}
+        for batch_loss, outputs, inputs, _ in self._batches:
+            for name, value in self.split(batch_loss, outputs, inputs)[0].items():
+                losses[name] = losses[name] + value if name in losses else value
+        _, predictions, gold = self.split(*self._batches[-1][:3])
         replays = [batch[3] for batch in self._batches]
         norm, part_norms = self._norms
         self.monitor.observe(loss, losses, predictions, gold, closure=lambda: sum(replay() for replay in replays),

@@ -121,8 +121,8 @@ class CollapseMonitor:
                  name: str = "run", ignore_index: int = IGNORE_INDEX):
         tokens = [task for task in tasks if isinstance(task, TokenTask)]
         if len(tokens) > 1:
-            raise ValueError(f"CollapseMonitor: {len(tokens)} token tasks ({', '.join(t.name for t in tokens)}); "
-                             "it judges at most one (its flags are health/pred_non_O_*): use one monitor per token task")
+            raise ValueError(f"CollapseMonitor: {len(tokens)} token tasks ({', '.join(t.name for t in tokens)}); it "
+                             "judges at most one (its flags are health/pred_non_O_*): use one monitor per token task")
         if log_every < 1 or window < 1:
             raise ValueError(f"CollapseMonitor: log_every={log_every}, window={window}: both must be at least 1")
         self.model, self.tasks = model, {task.name: task for task in tasks}
@@ -215,9 +215,9 @@ class CollapseMonitor:
             metrics = {keys.LOSS_TOTAL: total, keys.GRAD_NORM: norm}
         self._nonfinite = not (math.isfinite(metrics[keys.LOSS_TOTAL]) and math.isfinite(metrics[keys.GRAD_NORM]))
         if self._nonfinite and closure is not None:
-            shown = {keys.LOSS_TOTAL: _detached(loss),
-                     **{keys.loss(name): _detached(value) for name, value in (losses or {}).items()}}
-            self._replayed = self.forensics.check(self.model, closure, loss, grad_norm, shown)
+            step_losses = {keys.LOSS_TOTAL: _detached(loss),
+                           **{keys.loss(name): _detached(value) for name, value in (losses or {}).items()}}
+            self._replayed = self.forensics.check(self.model, closure, loss, grad_norm, step_losses)
         if logged:
             metrics.update(count_scalars(metrics, None, self.token.name if self.token else None, self.sentence,
                                          self._outside if self.token else 0))
