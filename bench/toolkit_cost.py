@@ -1,10 +1,10 @@
 """What nlu_collapse.toolkit costs a healthy run: step time with and without it, side by side in one process.
 
-    python bench/toolkit_cost.py                        # both loops, 5 rounds (a few minutes on 2 cores)
-    python bench/toolkit_cost.py --rounds=3 --steps=150 > cost.md && python examples/write_docs.py --cost=cost.md
+    python bench/toolkit_cost.py                        # both loops, 6 rounds of 300 steps (about 2 minutes)
+    python bench/toolkit_cost.py > cost.md && python examples/write_docs.py --cost=cost.md  # into docs/toolkit.md
 
 - plain loop: examples/plain_loop.py's model and data, the bare loop (forward, backward, clip, step)
-  against the same loop with a CollapseMonitor at its defaults (log_every=10, task_grad_every=50, the
+  against the same loop with a CollapseMonitor at its defaults (log_every=10, task_grad_every=100, the
   replay closure handed in every step, the norm from clip_grad_norm_);
 - Trainer: examples/hf_trainer_token_classification.py's tiny BERT, `Trainer` against `CollapseTrainer`
   with a CollapseCallback (log_every=10).
@@ -113,8 +113,8 @@ def measure(run, rounds: int) -> tuple[float, float, list, list]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=150, help="optimizer steps per measured run")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per measured run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger("train").setLevel(logging.ERROR)

@@ -104,7 +104,8 @@ class CollapseMonitor:
             the replay run every step).
         task_grad_every: per-task gradient norms (`task_gradients`, one extra backward pass per task) on
             step 1 and every this many steps, when they are logged.
-        window: logged steps a degenerate condition must hold to be an episode (HealthMonitor).
+        window: logged steps a degenerate condition must hold to be an episode (HealthMonitor); default:
+            about 20 optimizer steps (train.py's default), at least 3 logged steps.
         forensics: off, first (replay the first non-finite step) or every.
         stop_on_collapse: `should_stop` at the first non-finite step.
         stop_on_dead: `should_stop` once every parameter that had a gradient is non-finite (no later
@@ -116,13 +117,14 @@ class CollapseMonitor:
     def __init__(self, model: torch.nn.Module, tasks: Sequence[SentenceTask], *,
                  parts: dict[str, torch.nn.Module] | None = None, shared: str | None = None,
                  log: Callable[[dict, int], None] | None = None, log_every: int = 10, task_grad_every: int = 100,
-                 window: int = 20,
+                 window: int | None = None,
                  forensics: str = "first", stop_on_collapse: bool = False, stop_on_dead: bool = False,
                  name: str = "run", ignore_index: int = IGNORE_INDEX):
         tokens = [task for task in tasks if isinstance(task, TokenTask)]
         if len(tokens) > 1:
             raise ValueError(f"CollapseMonitor: {len(tokens)} token tasks ({', '.join(t.name for t in tokens)}); it "
                              "judges at most one (its flags are health/pred_non_O_*): use one monitor per token task")
+        window = max(3, round(20 / max(log_every, 1))) if window is None else window
         if log_every < 1 or window < 1:
             raise ValueError(f"CollapseMonitor: log_every={log_every}, window={window}: both must be at least 1")
         self.model, self.tasks = model, {task.name: task for task in tasks}
