@@ -176,7 +176,7 @@ class Config:
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     stop_dead_runs: bool = True    # end a dead run (parameters non-finite after a step, every head's output NaN: no later step can change anything), scoring dev and test once; False trains on for the flat curves
     forensics: Literal["off", "first", "every"] = "first"  # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
-    ring_every: int = 50           # every N optimizer steps keep the whole training state in checkpoints/ring/ (analysis/fixes.py replays a collapse from it); the initial state always; 0 disables
+    ring_every: int = 100          # every N optimizer steps keep the whole training state in checkpoints/ring/ (analysis/fixes.py replays a collapse from it); the initial state always; 0 disables
     ring_keep: int = 3             # ring checkpoints kept besides the initial state: the newest, and the last one before a non-finite step
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
     log_model: bool = False        # at the end, log the run folder predict.py reads to W&B as a model artifact

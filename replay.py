@@ -167,10 +167,10 @@ class Run:
                 last = metrics
             watch.observe(step, metrics, logged=log_now, scaled=bool(parts.optimisation.scaler))
             losses[step] = metrics[keys.LOSS_TOTAL]
-            if dead_at is None and not (math.isfinite(metrics[keys.LOSS_TOTAL])
-                                        and math.isfinite(metrics[keys.GRAD_NORM])):
+            if state.dead_at_step is None and not (math.isfinite(metrics[keys.LOSS_TOTAL])
+                                                   and math.isfinite(metrics[keys.GRAD_NORM])):
                 if train.dead(parts.model, batch, parts.autocast):  # nothing can change from here on
-                    dead_at = step
+                    state.dead_at_step = dead_at = step
                     break
             if step % self.per_epoch == 0 or step == base.total_steps:
                 self._evaluate(parts, watch, step)

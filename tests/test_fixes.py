@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from nlu_collapse import train
 from nlu_collapse.analysis import fixes
@@ -63,7 +64,7 @@ def test_a_late_explosion_is_replayed_from_before_it_began(small_data, tmp_path)
                      "--warmup_ratio=0.15", "--ring_every=2")
     result = fixes.fixes(folder, margin=16)
     assert (result["onset"], result["trouble_step"], result["start_step"]) == (8, 3, 2) and result["faithful"]
-    assert "bit for bit on all 6 recorded steps" in result["control"]
+    assert "bit for bit (6 of 6 recorded steps)" in result["control"]
     found = outcomes(result)
     assert found["lr=100 (lr / 10)"] == fixes.PREVENTS
     assert found["lr=500 (lr / 2)"].startswith("delays it to step")
@@ -143,3 +144,21 @@ def test_on_imbalanced_long_tail_data_with_a_try_and_the_table_on_the_runs_wandb
     assert len(wandb_runs) == 2  # the run's own, and the one that resumed its id for the table
     assert all(math.isfinite(float(row[4])) for row in result["rows"] if row[2] == fixes.PREVENTS)
     assert json.loads(folder.fixes.read_text())["margin"] == 19
+
+
+def test_a_resumed_run_keeps_the_ring_an_uninterrupted_run_keeps(tiny_data, tmp_path, crash_in_second_epoch):
+    """Killed at its second evaluation (the ring already holds that epoch's states), resumed from the first
+    epoch's last.pt: the entries after it are dropped and written again, identical to an uninterrupted run's."""
+    args = [f"--data={tiny_data}", "--epochs=3", "--ring_every=3", "--ring_keep=10", *SHORT]
+    with pytest.raises(KeyboardInterrupt):
+        train.main([*args, f"--output_dir={tmp_path / 'killed'}", "--run_id=run"])
+    crash_in_second_epoch.restore()
+    killed = RunFolder(tmp_path / "killed" / "run")
+    assert list(killed.ring_steps()) == [0, 3, 6]  # step 6 comes after last.pt's step 4
+    train.main([f"--resume={killed.path}"])
+    whole = trained(tmp_path / "whole", tiny_data, "run", "--epochs=3", "--ring_every=3", "--ring_keep=10")
+    assert list(killed.ring_steps()) == list(whole.ring_steps()) == [0, 3, 6, 9, 12]
+    for step, path in whole.ring_steps().items():
+        ours, theirs = (torch.load(p, weights_only=True) for p in (killed.ring_steps()[step], path))
+        assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"]), step
+        assert torch.equal(ours["rng"]["torch"], theirs["rng"]["torch"]), step
