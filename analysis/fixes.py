@@ -42,7 +42,8 @@ SIGNALS = (keys.LOSS_TOTAL, keys.GRAD_NORM, keys.entity_dist(keys.PRED_NON_O), k
 DEFAULT_MARGIN = 100
 EXPLODING = ("loss_high", "grad_explode", "loss_nonfinite")  # health flags of a step already going wrong
 WRITEUP = ["--mask_value=-inf", "--gamma=3", "--lambdas=old"]  # the write-up's collapsed configuration
-LATE_EXPLOSION = ["--lr=1e3", "--grad_clip=0", "--mask_value=none", "--ring_every=5", "--max_steps=200"]
+LATE_EXPLOSION = ["--lr=1e3", "--grad_clip=0", "--mask_value=none", "--max_steps=40", "--warmup_ratio=0.15",
+                  "--ring_every=2"]  # the late explosion tests/test_fixes.py replays
 
 
 def candidates(cfg: Config, summary: dict) -> list[Change]:
