@@ -44,6 +44,7 @@ from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
 from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, save_checkpoint
 from nlu_collapse.model.loading import build_model, refuse_custom_code, save_encoder_config
 from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.model.ring import CheckpointRing
 from nlu_collapse.model.tokenization import collate, dropped_words_warning, normalisation_report
 from nlu_collapse.rng import rng_state, set_rng_state
 from nlu_collapse.runfolder import (
@@ -467,6 +468,19 @@ def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, win
     return torch.tensor([j for chunk in chunks for j in chunk], dtype=order.dtype)
 
 
+def step_batch(parts: Parts, step: int) -> tuple[int, dict]:
+    """(epoch, batch on the device) of optimizer step `step` (counted from 1): the batch train_epoch
+    trains that step on, from the step alone (a dead run's last state, a replay from the ring)."""
+    cfg, train_set = parts.cfg, parts.encoded["train"]
+    epoch, index = divmod(step - 1, math.ceil(len(train_set) / cfg.batch_size))
+    order = epoch_order(len(train_set), cfg.seed, epoch)
+    if cfg.group_by_length:
+        order = length_grouped(order, [len(e.input_ids) for e in train_set], cfg.batch_size)
+    chosen = order[index * cfg.batch_size:(index + 1) * cfg.batch_size].tolist()
+    batch = collate([train_set[i] for i in chosen], parts.tokenizer.pad_token_id)
+    return epoch, {k: v.to(parts.device) for k, v in batch.items()}
+
+
 class Training:
     """One training run, built complete in `setup` (the shape of torchtune's recipes):
     setup -> train (train_epoch, validate_and_checkpoint per epoch) -> test -> finish.
@@ -491,6 +505,7 @@ class Training:
                                    write_line=record.log_forensics, on_record=self.tracker.summary,
                                    recorded=record.summary.get(keys.NAN_ORIGIN))
         self.watch = CollapseWatch(self.state.monitor, self.name, self.tracker.alert, lambda: self.forensics.text)
+        self.ring = CheckpointRing(folder, cfg.ring_every, cfg.ring_keep)
 
     @classmethod
     def setup(cls, argv: list[str] | None = None) -> Training:
@@ -551,6 +566,7 @@ class Training:
         try:
             with logging_redirect_tqdm():  # warnings through tqdm.write: on their own line, not glued onto the bar
                 self.parts.model.train()
+                self.ring.start(state.step, self.resumable_state)
                 for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
                     state.train_seconds += self.train_epoch(epoch, progress)
                     self.validate_and_checkpoint(epoch)
@@ -605,6 +621,7 @@ class Training:
                                                    and math.isfinite(metrics[keys.GRAD_NORM])):
                 if self._died(batch):  # only a non-finite step can kill: the check costs nothing elsewhere
                     break
+            self.ring.after_step(state.step, self.resumable_state, state.monitor.first_nonfinite_step)
         return seconds
 
     def _died(self, batch: dict) -> bool:
@@ -626,15 +643,8 @@ class Training:
     def dead_state(self) -> dict:
         """A dead run's numbers on the batch of its last planned step: exactly what that step would have
         logged (`final/*` of a run that trained on), without training the steps in between."""
-        parts, cfg, total = self.parts, self.cfg, self.parts.total_steps
-        per_epoch = math.ceil(len(parts.encoded["train"]) / cfg.batch_size)
-        epoch, index = divmod(total - 1, per_epoch)
-        order = epoch_order(len(parts.encoded["train"]), cfg.seed, epoch)
-        if cfg.group_by_length:
-            order = length_grouped(order, [len(e.input_ids) for e in parts.encoded["train"]], cfg.batch_size)
-        chosen = order[index * cfg.batch_size:(index + 1) * cfg.batch_size].tolist()
-        batch = collate([parts.encoded["train"][i] for i in chosen], parts.tokenizer.pad_token_id)
-        batch = {k: v.to(parts.device) for k, v in batch.items()}
+        parts = self.parts
+        epoch, batch = step_batch(parts, parts.total_steps)
         with torch.no_grad(), parts.autocast():
             logits = parts.model(batch["input_ids"], batch["attention_mask"])
             metrics = parts.criterion(logits, batch, epoch)[2]
@@ -659,8 +669,15 @@ class Training:
         if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
             state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
             save_checkpoint(self.folder.best, parts.model, **{CK_TRAIN_STATE: state.state_dict()}, **meta)
-        save_checkpoint(self.folder.last, parts.model, **parts.optimisation.state_dict(),
-                        **{CK_RNG: rng_state(), CK_TRAIN_STATE: state.state_dict()}, **meta)
+        resumable = self.resumable_state()
+        del resumable[CK_MODEL]  # save_checkpoint takes the model itself
+        save_checkpoint(self.folder.last, parts.model, **resumable, **{CK_EPOCH: epoch})
+
+    def resumable_state(self) -> dict:
+        """Everything training goes on from: model, optimisation, RNG, train state (last.pt, the ring)."""
+        parts = self.parts
+        return {CK_MODEL: parts.model.state_dict(), **parts.optimisation.state_dict(), CK_RNG: rng_state(),
+                CK_TRAIN_STATE: self.state.state_dict(), CK_CONFIG: asdict(self.cfg), CK_RUN_ID: self.run_id}
 
     # --- test and finish
     def test(self) -> dict:

@@ -164,6 +164,7 @@ def span_count(kind: str) -> str:
 TABLE_ENTITY_TYPES = "test/entity_types"
 TABLE_ENTITY_ERRORS = "test/entity_errors"
 TABLE_INTENT_CONFUSION = "test/intent_confusion"
+TABLE_FIXES = "health/fixes"  # analysis/fixes.py: which single changes prevent the collapse (on the run's W&B run)
 
 # --- summary-only keys
 STATUS, RUN_ID, RUN_NAME, ERROR = "status", "run_id", "run_name", "error"
