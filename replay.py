@@ -28,9 +28,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from nlu_collapse import train
 from nlu_collapse.config import LOSS_LEVELS, Config, build_parser, config_from_saved, resolve
-from nlu_collapse.model.checkpoint import set_rng_state
 from nlu_collapse.model.loading import build_model
 from nlu_collapse.model.ring import last_before
+from nlu_collapse.rng import set_rng_state
 from nlu_collapse.runfolder import CK_MODEL, CK_OPTIMIZER, CK_RNG, CK_SCALER, CK_SCHEDULER, CK_TRAIN_STATE, RunFolder
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.distributions import count_scalars, to_host
