@@ -65,6 +65,8 @@ RANGES = {
     "log_every": (1, INF, True, False),
     "task_grad_every": (0, INF, True, False),
     "collapse_window": (1, INF, True, False),
+    "ring_every": (0, INF, True, False),
+    "ring_keep": (1, INF, True, False),
     "tiny_layers": (1, INF, True, False),
     "tiny_hidden": (1, INF, True, False),
     "tiny_heads": (1, INF, True, False),
@@ -174,6 +176,8 @@ class Config:
     stop_on_collapse: bool = False  # end a run at its first non-finite loss or gradient norm (default: train on to show the whole curve)
     stop_dead_runs: bool = True    # end a dead run (parameters non-finite after a step, every head's output NaN: no later step can change anything), scoring dev and test once; False trains on for the flat curves
     forensics: Literal["off", "first", "every"] = "first"  # on a non-finite loss or grad norm, replay the batch to find the origin: off, first (once per run) or every (every such step)
+    ring_every: int = 100          # every N optimizer steps keep the whole training state in checkpoints/ring/ (analysis/fixes.py replays a collapse from it); the initial state always; 0 disables
+    ring_keep: int = 3             # ring checkpoints kept besides the initial state: the newest, and the last one before a non-finite step
     resume: str | None = None      # a run directory: continue that run (and its W&B run) from its last checkpoint
     log_model: bool = False        # at the end, log the run folder predict.py reads to W&B as a model artifact
 
@@ -191,7 +195,7 @@ class Config:
 # Flags that only name, place, resume or report a run: they cannot change one of its numbers, so they
 # are not part of its identity (every other flag is, defaults included; see `identity_config`).
 BOOKKEEPING = ("run_id", "run_name", "output_dir", "resume", "wandb_mode", "wandb_project", "wandb_entity",
-               "wandb_group", "log_model")
+               "wandb_group", "log_model", "ring_every", "ring_keep")
 
 
 def identity_config(values: dict) -> dict:

@@ -10,6 +10,9 @@ key that two modules must agree on, spelled once.
         tokenizer/, encoder/config.json    what predict.py rebuilds the model from; encoder/ also holds the
                                            best-on-dev encoder and its tokenizer (save_pretrained, at the test)
         checkpoints/{best,last}.pt           each with its predecessor {best,last}.prev.pt
+        checkpoints/ring/step-<8 digits>.pt  the recoverable history (model/ring.py): step 0 (the initial
+                                           state) and the newest --ring_keep of every --ring_every steps
+        fixes.json, fixes.txt              analysis/fixes.py's table: which single changes prevent the collapse
         previous/                          earlier attempts of the same run id
         .lock                              held by the process writing the record
 
@@ -46,6 +49,7 @@ TS_STEP = "step"  # inside CK_TRAIN_STATE: the optimizer steps done (train.Train
 RUN_LOCK, RUNNER_LOCK = ".lock", ".runner.lock"  # flock files: the run's writer, the sweep's runner
 BEST, LAST = "best", "last"  # the checkpoints a run keeps: best on dev, and the last (resumable) one
 CHECKPOINTS = (BEST, LAST)
+RING_PREFIX = "step-"  # a ring checkpoint's name: step-<the optimizer steps done, 8 digits>.pt
 
 
 class RunFolder:
@@ -109,6 +113,34 @@ class RunFolder:
     @property
     def best(self) -> Path:
         return self.checkpoint(BEST)
+
+    @property
+    def ring(self) -> Path:
+        """The ring of recent states a collapse is replayed from (model/ring.py)."""
+        return self.checkpoints / "ring"
+
+    def ring_checkpoint(self, step: int) -> Path:
+        """The state after `step` optimizer steps (step 0: the initial state)."""
+        return self.ring / f"{RING_PREFIX}{step:08d}.pt"
+
+    def ring_steps(self) -> dict[int, Path]:
+        """Every ring checkpoint present, by step, oldest first (a name that is not one of ours is ignored)."""
+        found = {}
+        for path in self.ring.glob(f"{RING_PREFIX}*.pt") if self.ring.is_dir() else ():
+            digits = path.stem[len(RING_PREFIX):]
+            if digits.isdigit() and path == self.ring_checkpoint(int(digits)):
+                found[int(digits)] = path
+        return dict(sorted(found.items()))
+
+    @property
+    def fixes(self) -> Path:
+        """analysis/fixes.py's table, machine-readable."""
+        return self.path / "fixes.json"
+
+    @property
+    def fixes_text(self) -> Path:
+        """analysis/fixes.py's table as it printed it."""
+        return self.path / "fixes.txt"
 
     @property
     def last(self) -> Path:

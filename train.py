@@ -41,10 +41,12 @@ from nlu_collapse.evaluation import compute_metrics
 from nlu_collapse.evaluation.errors import confusion_rows, span_errors
 from nlu_collapse.losses import MultiTaskLoss, TaskWeights, entity_class_weights, format_weights
 from nlu_collapse.model import MultiTaskNLU, build_tiny_tokenizer, encode
-from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, rng_state, save_checkpoint, set_rng_state
+from nlu_collapse.model.checkpoint import load_checkpoint, load_resumable, save_checkpoint
 from nlu_collapse.model.loading import build_model, refuse_custom_code, save_encoder_config
 from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.model.ring import CheckpointRing
 from nlu_collapse.model.tokenization import collate, dropped_words_warning, normalisation_report
+from nlu_collapse.rng import rng_state, set_rng_state
 from nlu_collapse.runfolder import (
     CK_CONFIG,
     CK_EPOCH,
@@ -63,11 +65,11 @@ from nlu_collapse.runfolder import (
 from nlu_collapse.safeio import read_json
 from nlu_collapse.telemetry import keys
 from nlu_collapse.telemetry.distributions import count_scalars, step_counts, to_host
-from nlu_collapse.telemetry.forensics import Forensics
-from nlu_collapse.telemetry.health import HealthMonitor, eval_evidence
+from nlu_collapse.telemetry.health import eval_evidence
 from nlu_collapse.telemetry.record import RunRecord
 from nlu_collapse.telemetry.tracking import Tracker, resolve_mode
-from nlu_collapse.telemetry.watch import CollapseWatch
+from nlu_collapse.toolkit import CollapseWatch, Forensics, HealthMonitor
+from nlu_collapse.toolkit.gradients import grad_norms, task_grad_norms
 
 log = logging.getLogger("train")
 # Named ranges of a training step (torch.profiler shows them; bench/bench.py sums them per step).
@@ -176,15 +178,12 @@ class Optimisation:
             self.scaler.load_state_dict(state[CK_SCALER])
 
 
-def grad_norms(params: list[torch.nn.Parameter], parts: dict[str, torch.nn.Module]):
-    """(total gradient norm, {grad/norm/<part>: norm}) from one pass over the gradients: each parameter's
-    norm once (the foreach kernel `clip_grad_norm_` uses), combined per part and overall exactly as
-    `get_total_norm` combines them, so the numbers are the ones it gives on each list."""
-    norms = dict(zip(params, torch._foreach_norm([p.grad for p in params])))
-    combine = lambda tensors: torch.linalg.vector_norm(torch.stack(tensors))  # noqa: E731
-    by_part = {keys.module_grad_norm(name): combine([norms[p] for p in module.parameters() if p in norms])
-               for name, module in parts.items()}
-    return combine(list(norms.values())), by_part
+def replay_loss(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, epoch: int, autocast):
+    """The step's loss again, from its batch (the forensics' closure): (total, weighted loss per task)."""
+    with autocast():
+        logits = model(batch["input_ids"], batch["attention_mask"])
+    total, weighted, _ = criterion(logits, batch, epoch)
+    return total, weighted
 
 
 def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optimisation: Optimisation, epoch: int,
@@ -198,10 +197,7 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
         total, weighted, metrics = criterion(logits, batch, epoch)
     if task_grads:  # which task dominates the shared encoder
         with phase("telemetry/task_grads"):
-            encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
-            for task, loss in weighted.items():
-                grads = torch.autograd.grad(loss, encoder_params, retain_graph=True, allow_unused=True)
-                metrics[keys.task_grad_norm(task)] = torch.nn.utils.get_total_norm([g for g in grads if g is not None])
+            metrics.update(task_grad_norms(weighted, model.encoder))
     with phase("backward"):
         optimisation.backward(total)
     with phase("clip"):
@@ -212,15 +208,16 @@ def train_step(model: MultiTaskNLU, batch: dict, criterion: MultiTaskLoss, optim
     metrics[keys.GRAD_NORM] = norm
     metrics[keys.LR] = torch.tensor(optimisation.scheduler.get_last_lr()[0])
     with phase("forensics"):
-        replayed = forensics is not None and forensics.check(model, batch, criterion, epoch, autocast, total, norm,
-                                                             metrics, optimisation.scaler)
+        replayed = forensics is not None and forensics.check(
+            model, lambda: replay_loss(model, batch, criterion, epoch, autocast), total, norm, metrics,
+            scale=optimisation.scaler.scale if optimisation.scaler else None)
     with phase("optimizer"):
         optimisation.step()
     if replayed:
         forensics.after_step(model)
     if telemetry:
         with phase("telemetry/label_counts"):
-            metrics.update(step_counts(logits, batch))
+            metrics.update(step_counts(logits, batch, UNKNOWN))
     return metrics
 
 
@@ -471,6 +468,19 @@ def length_grouped(order: torch.Tensor, lengths: list[int], batch_size: int, win
     return torch.tensor([j for chunk in chunks for j in chunk], dtype=order.dtype)
 
 
+def step_batch(parts: Parts, step: int) -> tuple[int, dict]:
+    """(epoch, batch on the device) of optimizer step `step` (counted from 1): the batch train_epoch
+    trains that step on, from the step alone (a dead run's last state, a replay from the ring)."""
+    cfg, train_set = parts.cfg, parts.encoded["train"]
+    epoch, index = divmod(step - 1, math.ceil(len(train_set) / cfg.batch_size))
+    order = epoch_order(len(train_set), cfg.seed, epoch)
+    if cfg.group_by_length:
+        order = length_grouped(order, [len(e.input_ids) for e in train_set], cfg.batch_size)
+    chosen = order[index * cfg.batch_size:(index + 1) * cfg.batch_size].tolist()
+    batch = collate([train_set[i] for i in chosen], parts.tokenizer.pad_token_id)
+    return epoch, {k: v.to(parts.device) for k, v in batch.items()}
+
+
 class Training:
     """One training run, built complete in `setup` (the shape of torchtune's recipes):
     setup -> train (train_epoch, validate_and_checkpoint per epoch) -> test -> finish.
@@ -491,9 +501,11 @@ class Training:
                              "data": parts.dataset.fingerprint, "code": code_version(), "attempt": attempt}
         self._write_config()
         self.tracker = self._open_tracker(resuming=resumed is not None)
-        self.forensics = Forensics(cfg.forensics, write_line=record.log_forensics, on_record=self.tracker.summary,
+        self.forensics = Forensics(cfg.forensics, parts=parts.model.named_parts(), shared=("encoder",),
+                                   write_line=record.log_forensics, on_record=self.tracker.summary,
                                    recorded=record.summary.get(keys.NAN_ORIGIN))
         self.watch = CollapseWatch(self.state.monitor, self.name, self.tracker.alert, lambda: self.forensics.text)
+        self.ring = CheckpointRing(folder, cfg.ring_every, cfg.ring_keep)
 
     @classmethod
     def setup(cls, argv: list[str] | None = None) -> Training:
@@ -554,6 +566,7 @@ class Training:
         try:
             with logging_redirect_tqdm():  # warnings through tqdm.write: on their own line, not glued onto the bar
                 self.parts.model.train()
+                self.ring.start(state.step, self.resumable_state)
                 for epoch in range(state.epoch if not state.training_done else cfg.epochs, cfg.epochs):
                     state.train_seconds += self.train_epoch(epoch, progress)
                     self.validate_and_checkpoint(epoch)
@@ -608,6 +621,7 @@ class Training:
                                                    and math.isfinite(metrics[keys.GRAD_NORM])):
                 if self._died(batch):  # only a non-finite step can kill: the check costs nothing elsewhere
                     break
+            self.ring.after_step(state.step, self.resumable_state, state.monitor.first_nonfinite_step)
         return seconds
 
     def _died(self, batch: dict) -> bool:
@@ -629,19 +643,12 @@ class Training:
     def dead_state(self) -> dict:
         """A dead run's numbers on the batch of its last planned step: exactly what that step would have
         logged (`final/*` of a run that trained on), without training the steps in between."""
-        parts, cfg, total = self.parts, self.cfg, self.parts.total_steps
-        per_epoch = math.ceil(len(parts.encoded["train"]) / cfg.batch_size)
-        epoch, index = divmod(total - 1, per_epoch)
-        order = epoch_order(len(parts.encoded["train"]), cfg.seed, epoch)
-        if cfg.group_by_length:
-            order = length_grouped(order, [len(e.input_ids) for e in parts.encoded["train"]], cfg.batch_size)
-        chosen = order[index * cfg.batch_size:(index + 1) * cfg.batch_size].tolist()
-        batch = collate([parts.encoded["train"][i] for i in chosen], parts.tokenizer.pad_token_id)
-        batch = {k: v.to(parts.device) for k, v in batch.items()}
+        parts = self.parts
+        epoch, batch = step_batch(parts, parts.total_steps)
         with torch.no_grad(), parts.autocast():
             logits = parts.model(batch["input_ids"], batch["attention_mask"])
             metrics = parts.criterion(logits, batch, epoch)[2]
-        metrics = to_host({**metrics, **step_counts(logits, batch)})
+        metrics = to_host({**metrics, **step_counts(logits, batch, UNKNOWN)})
         metrics.update(count_scalars(metrics, parts.dataset.labels.invalid_mask))
         for key in self.state.last_metrics:  # the gradient of a NaN loss: NaN in every parameter
             if key.startswith(keys.GRAD_NORM):
@@ -662,8 +669,15 @@ class Training:
         if val[keys.split_metric("dev", keys.ENTITY_F1)] > state.best_f1:
             state.best_f1 = val[keys.split_metric("dev", keys.ENTITY_F1)]
             save_checkpoint(self.folder.best, parts.model, **{CK_TRAIN_STATE: state.state_dict()}, **meta)
-        save_checkpoint(self.folder.last, parts.model, **parts.optimisation.state_dict(),
-                        **{CK_RNG: rng_state(), CK_TRAIN_STATE: state.state_dict()}, **meta)
+        resumable = self.resumable_state()
+        del resumable[CK_MODEL]  # save_checkpoint takes the model itself
+        save_checkpoint(self.folder.last, parts.model, **resumable, **{CK_EPOCH: epoch})
+
+    def resumable_state(self) -> dict:
+        """Everything training goes on from: model, optimisation, RNG, train state (last.pt, the ring)."""
+        parts = self.parts
+        return {CK_MODEL: parts.model.state_dict(), **parts.optimisation.state_dict(), CK_RNG: rng_state(),
+                CK_TRAIN_STATE: self.state.state_dict(), CK_CONFIG: asdict(self.cfg), CK_RUN_ID: self.run_id}
 
     # --- test and finish
     def test(self) -> dict:

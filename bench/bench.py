@@ -257,7 +257,7 @@ def forensics_cost(n: int, threads: int, repeats: int, out: Path) -> None:
 
     def healthy_step():
         forensics.begin_step(1)
-        forensics.check(None, None, None, 0, None, loss, norm, {})
+        forensics.check(None, None, loss, norm, {})
 
     calls = 20000
     seconds = min(timeit.repeat(healthy_step, number=calls, repeat=3)) / calls

@@ -3,7 +3,9 @@
 `torch.autograd.detect_anomaly` answers this question but is too slow to leave on, and it prints a
 traceback nobody keeps. Here the question is asked only once something is already wrong: at the first
 step whose loss or gradient norm is non-finite, *before* the optimizer step (the parameters are still
-the ones that produced it), the same batch is replayed with the same parameters and the same RNG state:
+the ones that produced it), the step is replayed with the same parameters and the same RNG state, by a
+closure the training loop hands in that recomputes the step's loss from its batch (train.py: its
+forward and MultiTaskLoss; any other loop: its own code, through `nlu_collapse.toolkit`):
 
 - forward, with a hook on every module (the first module, in execution order, whose output holds
   NaN/inf) and a torch-function mode (the first operation that made a NaN from NaN-free inputs, or an
@@ -11,29 +13,46 @@ the ones that produced it), the same batch is replayed with the same parameters 
 - backward, under anomaly mode (which records each autograd node's forward traceback), with a hook on
   every node (the first node whose gradient became non-finite from finite incoming gradients) and on
   every parameter (the first one, in backward order, whose gradient is non-finite);
-- each task's weighted loss alone, to say whose gradient carries the non-finite value.
+- each loss term the closure returns (a task's loss) alone, to say whose gradient carries the
+  non-finite value.
+
+An operation that only passes a NaN on is never blamed, and an infinity made on purpose (a `-inf`
+label or attention mask) is reported as the *first infinity* (`inf_origin`), not as the origin, unless
+nothing made a NaN. Source lines are the training code's (`source`: the innermost frame outside
+Python's library, the installed packages and these instruments; shown relative to this repository or
+the working directory), with the innermost frame anywhere beside it (`source_detail`, e.g. a line of
+transformers' BERT).
 
 The replay computes gradients with `torch.autograd.grad`, so `.grad` is left as training made it, and
 the RNG state is restored afterwards, so training continues exactly as it would have without it.
-After the optimizer step, the share of parameter tensors that became non-finite (per module) says how
-far it spread. Healthy steps pay one finiteness check of the loss and gradient norm.
+After the optimizer step, the share of parameter tensors that became non-finite (per part of the
+model) says how far it spread. Healthy steps pay one finiteness check of the loss and gradient norm.
 """
 from __future__ import annotations
 
 import re
+import sysconfig
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from nlu_collapse.model.checkpoint import rng_state, set_rng_state
+from nlu_collapse.rng import rng_state, set_rng_state
 from nlu_collapse.telemetry import keys
 
 MODES = ("off", "first", "every")
 REPO = Path(__file__).resolve().parent.parent
+# Frames in these folders are the instruments' own (this replay, the toolkit's monitor and Trainer hook
+# that call the closure): never the training code an origin names.
+INSTRUMENTS = (REPO / "telemetry", REPO / "toolkit")
+STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+
+# What a closure returns: the loss, a dict of loss terms (summed), or (loss, terms).
+Closure = Callable[[], "torch.Tensor | dict[str, torch.Tensor] | tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
 def _tensors(value):
@@ -60,27 +79,39 @@ def nonfinite_kind(value) -> str | None:
 
 
 def _where(frames: list[tuple[str, int, str]]) -> tuple[str | None, str | None]:
-    """(innermost frame in this repository, innermost frame anywhere), as 'path:line', skipping this
-    module and torch's own wrappers. Repository paths are relative (losses/focal.py:52)."""
-    own = Path(__file__).resolve()
-    repo, anywhere = None, None
+    """(innermost frame of the training code, innermost frame anywhere), as 'path:line', skipping torch's
+    own wrappers and these instruments (see the module docstring)."""
+    user, anywhere = None, None
     for file, line, _ in reversed(frames):
-        path = Path(file).resolve()
-        if path == own or "/torch/" in file:
+        if file.startswith("<") or "/torch/" in file:
             continue
-        inside = path.is_relative_to(REPO) and ".venv" not in path.parts
-        shown = f"{path.relative_to(REPO) if inside else _short(path)}:{line}"
+        path = Path(file).resolve()
+        if any(path.is_relative_to(folder) for folder in INSTRUMENTS):
+            continue
+        library = "site-packages" in path.parts or "dist-packages" in path.parts or path.is_relative_to(STDLIB)
+        shown = f"{_short(path) if library else _relative(path)}:{line}"
         anywhere = anywhere or shown
-        if inside:
-            repo = shown
+        if not library:
+            user = shown
             break
-    return repo, anywhere
+    return user, anywhere
+
+
+def _relative(path: Path) -> str:
+    """losses/focal.py inside this repository, examples/x.py under the working directory, else the full path."""
+    for root in (REPO, Path.cwd().resolve()):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return str(path)
 
 
 def _short(path: Path) -> str:
     """site-packages/transformers/models/bert/modeling_bert.py -> transformers/models/bert/modeling_bert.py"""
     parts = path.parts
-    return "/".join(parts[parts.index("site-packages") + 1:]) if "site-packages" in parts else str(path)
+    for folder in ("site-packages", "dist-packages"):
+        if folder in parts:
+            return "/".join(parts[parts.index(folder) + 1:])
+    return str(path)
 
 
 def _parse_traceback(lines: list[str]) -> list[tuple[str, int, str]]:
@@ -115,24 +146,20 @@ class _FirstBadOp(TorchFunctionMode):
             if kind is not None:
                 new = _new_kind(kind, nonfinite_kind([args, kwargs or {}]))
                 if new is not None:
-                    repo, anywhere = _where([(f.filename, f.lineno, f.name) for f in traceback.extract_stack()])
-                    _remember(self.found, new, {"op": getattr(func, "__name__", str(func)), "source": repo,
+                    user, anywhere = _where([(f.filename, f.lineno, f.name) for f in traceback.extract_stack()])
+                    _remember(self.found, new, {"op": getattr(func, "__name__", str(func)), "source": user,
                                                 "source_detail": anywhere})
         return out
 
 
-def _named_modules(model: torch.nn.Module) -> dict[int, str]:
-    """id(parameter) -> the named module it belongs to (model.named_parts(): encoder, entity, intent, command)."""
-    owner = {}
-    for name, module in model.named_parts().items():
-        for param in module.parameters():
-            owner[id(param)] = name
-    return owner
+def _owners(parts: dict[str, torch.nn.Module]) -> dict[int, str]:
+    """id(parameter) -> the name of the part it belongs to (train.py: encoder, entity, intent, command)."""
+    return {id(param): name for name, module in parts.items() for param in module.parameters()}
 
 
-def _share_by_module(model, tensors_of) -> dict[str, float]:
-    """Share of parameter tensors per module (and 'all') for which `tensors_of(param)` is non-finite."""
-    owner, counts = _named_modules(model), {}
+def _share_by_part(model, parts, tensors_of) -> dict[str, float]:
+    """Share of parameter tensors per part (and 'all') for which `tensors_of(param)` is non-finite."""
+    owner, counts = _owners(parts), {}
     for param in model.parameters():
         tensor = tensors_of(param)
         bad = tensor is not None and not bool(torch.isfinite(tensor).all())
@@ -142,22 +169,49 @@ def _share_by_module(model, tensors_of) -> dict[str, float]:
     return {name: n_bad / n for name, (n_bad, n) in counts.items()}
 
 
+def default_parts(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """A model's named parts: its `named_parts()` where it has one, else its top-level modules that hold
+    parameters."""
+    if hasattr(model, "named_parts"):
+        return model.named_parts()
+    return {name: module for name, module in model.named_children() if any(True for _ in module.parameters())}
+
+
+def loss_terms(value) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A closure's result as (loss, terms): a tensor is the loss alone; a dict of terms sums to the loss;
+    (loss, terms) is both."""
+    if isinstance(value, torch.Tensor):
+        return value, {}
+    if isinstance(value, dict):
+        return sum(value.values()), dict(value)
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        return value[0], dict(value[1])
+    raise TypeError(f"the forensics closure returned {type(value).__name__}: expected the loss tensor, a dict of "
+                    "loss tensors by name, or (loss, that dict)")
+
+
 class Forensics:
-    """One per run. `begin_step` before each step, `check` between clipping and the optimizer step,
-    `after_step` after it; `on_record(summary_values)` receives the origin and spread once known.
+    """One per run. `begin_step` before each step's forward, `check` between clipping and the optimizer
+    step, `after_step` after it; `on_record(summary_values)` receives the origin and spread once known.
 
     Args:
         mode: off, first (one replay per run) or every (every non-finite step).
+        parts: the model's named parts, for per-part attribution and spread; default: the model's own
+            `named_parts()` where it has one (this repo's MultiTaskNLU: encoder, entity, intent, command),
+            else its top-level modules.
+        shared: the parts every task reads (a shared encoder): named as such in the origin's text.
         write_line: called with each replayed step's findings (train.py passes the run record's
             `log_forensics`, which keeps them in forensics.jsonl; a resume trims them with the history).
         on_record: called with the summary keys to store (train.py passes the tracker's summary).
         recorded: the `health/nan_origin` a resumed run already has (then `first` stays disarmed).
     """
 
-    def __init__(self, mode: str, write_line=None, on_record=None, recorded: dict | None = None):
+    def __init__(self, mode: str = "first", parts: dict[str, torch.nn.Module] | None = None,
+                 shared: tuple[str, ...] = (), write_line=None, on_record=None, recorded: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
-        self.mode, self.write_line, self.on_record = mode, write_line, on_record
+        self.mode, self.parts, self.shared = mode, parts, tuple(shared)
+        self.write_line, self.on_record = write_line, on_record
         self.origin: dict | None = recorded
         self.armed = mode == "every" or (mode == "first" and recorded is None)
         self._step, self._rng, self._pending = 0, None, None
@@ -167,30 +221,45 @@ class Forensics:
         if self.armed:
             self._step, self._rng = step, rng_state()
 
-    def check(self, model, batch, criterion, epoch, autocast, total, norm, components, scaler=None) -> bool:
-        """Between clipping and the optimizer step: replay the batch if the loss or grad norm is non-finite.
-        Under fp16's GradScaler a non-finite gradient with a finite loss is an overflow the scaler skips."""
+    def check(self, model: torch.nn.Module, closure: Closure, loss, grad_norm, losses: dict,
+              scale: Callable | None = None) -> bool:
+        """Between clipping and the optimizer step: replay the step if its loss or grad norm is non-finite.
+
+        Args:
+            model: the model, its parameters as the step's forward saw them.
+            closure: recomputes the step's loss from its batch (Closure); called only on a non-finite step.
+            loss, grad_norm: the step's loss and total gradient norm (tensors or floats).
+            losses: the step's metrics (tensors or floats): its `loss/total` and `loss/<task>` are shown in
+                the origin; with the step's value of each of the closure's terms (`loss/weighted/<term>`,
+                else `loss/<term>`) they say whether the replay reproduced the step bit for bit.
+            scale: under fp16, the GradScaler's `scale`: a non-finite gradient with a finite loss is an
+                overflow the scaler skips, not something to replay.
+        """
         if not self.armed:
             return False
-        loss_finite, norm_finite = torch.isfinite(torch.stack([total.detach().float(), norm.float()])).tolist()
-        if loss_finite and (norm_finite or scaler is not None):
+        loss_finite, norm_finite = (torch.isfinite(torch.stack([torch.as_tensor(loss).detach().float(),
+                                                                torch.as_tensor(grad_norm).float()])).tolist())
+        if loss_finite and (norm_finite or scale is not None):
             return False
+        parts = self.parts if self.parts is not None else default_parts(model)
         after = rng_state()
         set_rng_state(self._rng)
         try:
-            facts = replay(model, batch, criterion, epoch, autocast, scaler)
+            facts = replay(model, closure, parts, scale)
         finally:
             set_rng_state(after)  # training draws the same numbers it would have drawn without the replay
-        origin = conclude(facts, {k: _show(v) for k, v in components.items()
-                                  if k.startswith(keys.prefix("loss")) and not k.startswith(keys.weighted_loss(""))})
+        shown = {key: _show(value) for key, value in losses.items()
+                 if key.startswith(keys.prefix("loss")) and not key.startswith(keys.weighted_loss(""))}
+        origin = conclude(facts, shown)
         origin["step"] = self._step
         # Same parameters, batch and RNG state: the replay must reproduce the step's losses bit for bit.
-        origin["replay_exact"] = all(torch.equal(value, components[key]) or
-                                     bool(value.isnan() and components[key].isnan())
-                                     for key, value in facts["replayed"].items())
-        origin["grad_norm"] = _show(norm)
-        origin["grads_after_clip"] = _share_by_module(model, lambda p: p.grad)
-        self._pending = origin
+        step_terms = {name: losses.get(keys.weighted_loss(name), losses.get(keys.loss(name)))
+                      for name in facts["replayed"]}
+        origin["replay_exact"] = _same(facts["loss"], loss) and all(
+            _same(facts["replayed"][name], value) for name, value in step_terms.items() if value is not None)
+        origin["grad_norm"] = _show(grad_norm)
+        origin["grads_after_clip"] = _share_by_part(model, parts, lambda p: p.grad)
+        self._pending = (origin, parts)
         self.armed = self.mode == "every"
         return True
 
@@ -198,11 +267,11 @@ class Forensics:
         """After the optimizer step of a replayed step: how far the non-finite values spread."""
         if self._pending is None:
             return
-        origin, self._pending = self._pending, None
-        spread = _share_by_module(model, lambda p: p.detach())
+        (origin, parts), self._pending = self._pending, None
+        spread = _share_by_part(model, parts, lambda p: p.detach())
         origin["spread"] = spread
         origin["spread_by"] = spread_by(origin)
-        origin["text"] = describe(origin)
+        origin["text"] = describe(origin, self.shared)
         if self.write_line is not None:
             self.write_line(origin)
         if self.origin is None:
@@ -221,17 +290,25 @@ def _show(value) -> float | str:
     return number if abs(number) != float("inf") and number == number else str(number)
 
 
-def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
-    """Forward and backward of one batch with every watch attached; `.grad` is not touched.
+def _same(a, b) -> bool:
+    """The same number bit for bit (in the step's precision), NaN equal to NaN."""
+    a, b = (float(x.detach()) if isinstance(x, torch.Tensor) else float(x) for x in (a, b))
+    return a == b or (a != a and b != b)
+
+
+def replay(model, closure: Closure, parts: dict[str, torch.nn.Module], scale: Callable | None = None) -> dict:
+    """Forward and backward of one step with every watch attached; `.grad` is not touched.
     Returns the raw findings; `conclude` turns them into the origin."""
     hooks, first_module = [], {}
     names = {module: name or "model" for name, module in model.named_modules()}
+    part_of = {module: name for name, part in parts.items() for module in part.modules()}
 
     def watch_module(module, inputs, output):
         if not first_module:
             kind = nonfinite_kind(output)
             if kind is not None:
                 first_module.update(name=names[module], kind=kind, output=_bad_key(output))
+                first_module["part"] = part_of.get(module)
 
     for module in names:
         hooks.append(module.register_forward_hook(watch_module))
@@ -240,20 +317,19 @@ def replay(model, batch, criterion, epoch, autocast, scaler=None) -> dict:
     try:
         with warnings.catch_warnings(), torch.autograd.set_detect_anomaly(True, check_nan=False):
             warnings.simplefilter("ignore")  # anomaly mode warns that it is slow: once per run, that is fine
-            with ops, autocast():
-                logits = model(batch["input_ids"], batch["attention_mask"])
             with ops:
-                total, weighted, replayed = criterion(logits, batch, epoch)
-            backward = _watch_backward(total if scaler is None else scaler.scale(total), params, model)
-            grad_tasks = [task for task, loss in weighted.items()
+                total, terms = loss_terms(closure())
+            backward = _watch_backward(total if scale is None else scale(total), params, model, parts)
+            grad_tasks = [task for task, loss in terms.items()
                           if not all(bool(torch.isfinite(g).all()) for g in torch.autograd.grad(
                               loss, params, retain_graph=True, allow_unused=True) if g is not None)]
     finally:
         for hook in hooks:
             hook.remove()
-    return {"params_before": _share_by_module(model, lambda p: p.detach()),
-            "replayed": {k: v for k, v in replayed.items() if k.startswith(keys.prefix("loss"))},
-            "forward_module": first_module or None, "forward_nan": ops.found.get("nan"),
+    forward_part = first_module.pop("part", None)
+    return {"params_before": _share_by_part(model, parts, lambda p: p.detach()), "loss": total.detach(),
+            "replayed": {name: term.detach() for name, term in terms.items()},
+            "forward_module": first_module or None, "forward_part": forward_part, "forward_nan": ops.found.get("nan"),
             "forward_inf": ops.found.get("inf"), "grad_tasks": grad_tasks, **backward}
 
 
@@ -264,13 +340,13 @@ def _bad_key(output) -> str | None:
     return None
 
 
-def _watch_backward(loss, params, model) -> dict:
+def _watch_backward(loss, params, model, parts) -> dict:
     """The first autograd node whose outgoing gradient became NaN (or inf) from NaN-free (finite)
     incoming ones, with the forward line that created it (anomaly mode's traceback), and the first
     parameter, in backward order, whose gradient is non-finite."""
     found, first_param, handles = {}, {}, []
     param_names = {id(p): name for name, p in model.named_parameters()}
-    owner = _named_modules(model)
+    owner = _owners(parts)
 
     def watch_node(node):
         def hook(grad_inputs, grad_outputs):  # grad_inputs: what this node computes, for its inputs
@@ -278,8 +354,8 @@ def _watch_backward(loss, params, model) -> dict:
                 new = _new_kind(nonfinite_kind([g for g in grad_inputs if g is not None]),
                                 nonfinite_kind([g for g in grad_outputs if g is not None]))
                 if new is not None:
-                    repo, anywhere = _where(_parse_traceback(node.metadata.get("traceback_", [])))
-                    _remember(found, new, {"op": node.name(), "source": repo, "source_detail": anywhere})
+                    user, anywhere = _where(_parse_traceback(node.metadata.get("traceback_", [])))
+                    _remember(found, new, {"op": node.name(), "source": user, "source_detail": anywhere})
         return hook
 
     def watch_param(param):
@@ -304,12 +380,12 @@ def _watch_backward(loss, params, model) -> dict:
             handle.remove()
     return {"backward_nan": found.get("nan"), "backward_inf": found.get("inf"),
             "grad_module": first_param.get("module"), "grad_param": first_param.get("param"),
-            "grads_backward": _share_by_module(model, lambda p: grads.get(id(p)))}
+            "grads_backward": _share_by_part(model, parts, lambda p: grads.get(id(p)))}
 
 
 def conclude(facts: dict, components: dict) -> dict:
     """The origin: the phase, operation and line that made the first NaN (an infinity when there is no
-    NaN at all), the loss components it shows in, and the module it belongs to."""
+    NaN at all), the loss components it shows in, and the part of the model it belongs to."""
     bad = [k for k, v in components.items() if isinstance(v, str) and k != keys.LOSS_TOTAL]
     fwd_nan, bwd_nan = facts["forward_nan"], facts["backward_nan"]
     before = facts["params_before"]
@@ -332,7 +408,8 @@ def conclude(facts: dict, components: dict) -> dict:
         phase, first = "backward", facts["backward_inf"] or {}
     forward_module = facts.get("forward_module")
     if phase == "forward" and forward_module and forward_module["name"] != "model":
-        module, param = _head_of(forward_module["name"]), None  # its gradients are NaN because its output was
+        # its gradients are non-finite because its output was
+        module, param = facts.get("forward_part") or forward_module["name"].split(".")[0], None
     else:
         module, param = facts.get("grad_module"), facts.get("grad_param")
     component = ", ".join(bad) or ", ".join(keys.loss(task) for task in facts["grad_tasks"]) or None
@@ -341,12 +418,6 @@ def conclude(facts: dict, components: dict) -> dict:
             "param": param, "inf_origin": facts["forward_inf"] or facts["backward_inf"],
             "forward_module": forward_module, "grad_tasks": facts["grad_tasks"], "components": components,
             "grads_backward": facts["grads_backward"]}
-
-
-def _head_of(module_name: str) -> str:
-    """encoder.encoder.layer.0.output.dense -> encoder; entity_head -> entity."""
-    top = module_name.split(".")[0]
-    return top[:-len("_head")] if top.endswith("_head") else top
 
 
 def spread_by(origin: dict) -> str:
@@ -375,13 +446,14 @@ def summary_keys(origin: dict) -> dict:
 
 def _at(fact: dict) -> str:
     """'losses/focal.py:52', or 'transformers/.../modeling_bert.py:348 via model/multitask.py:47'."""
-    detail, repo = fact.get("source_detail"), fact.get("source")
-    return detail if not repo or repo == detail else f"{detail} via {repo}"
+    detail, user = fact.get("source_detail"), fact.get("source")
+    return detail if not user or user == detail else f"{detail} via {user}"
 
 
-def describe(origin: dict) -> str:
+def describe(origin: dict, shared: tuple[str, ...] = ()) -> str:
     """One line: 'NaN first in loss/entity: -inf from masked_fill at model/masking.py:56, then
-    MulBackward0 at losses/focal.py:52 (entity head gradient) -> spread to all parameters by clip_grad_norm_'."""
+    MulBackward0 at losses/focal.py:52 (entity head gradient) -> spread to all parameters by clip_grad_norm_'.
+    `shared`: the parts every task reads, named as they are (the others are heads)."""
     if origin["phase"] == "parameters":
         shares = ", ".join(f"{name} {share:.0%}" for name, share in origin["params_before"].items()
                            if share and name != "all")
@@ -390,7 +462,7 @@ def describe(origin: dict) -> str:
     first_value = next((components[k] for k in (origin.get("component") or "").split(", ") if k in components), None)
     if origin["phase"] == "forward":
         what = _KIND.get(first_value, first_value) if isinstance(first_value, str) else "NaN"
-        text = f"{what} first in {origin['component']} (forward)"
+        text = f"{what} first in {origin.get('component') or 'the loss'} (forward)"
     else:
         text = f"{'NaN' if origin.get('kind') == 'nan' else 'non-finite'} gradient first from " \
                f"{origin.get('component') or 'the loss'} (backward"
@@ -406,7 +478,8 @@ def describe(origin: dict) -> str:
     if origin["phase"] == "forward" and forward_module and forward_module["name"] != "model":
         text += f" (first non-finite module output: {forward_module['name']})"
     elif origin.get("module"):
-        text += f" ({_module_words(origin['module'])} gradient)"
+        name = origin["module"]
+        text += f" ({name if name in shared or name.endswith('head') else f'{name} head'} gradient)"
     spread, by = origin.get("spread", {}), origin.get("spread_by")
     share = spread.get("all", 0.0)
     if share == 1.0:
@@ -420,7 +493,3 @@ def describe(origin: dict) -> str:
 
 
 _KIND = {"nan": "NaN"}
-
-
-def _module_words(name: str) -> str:
-    return "encoder" if name == "encoder" else f"{name} head"

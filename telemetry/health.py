@@ -63,6 +63,10 @@ Every logged step the monitor turns the step's scalars into `health/*` flags (1.
 | pred_non_O_out_of_band      | pred_non_O outside 15-35%                                 | write-up's band   |
 | intent_out_of_band          | one intent takes more than 15% of the batch               | write-up's band   |
 
+The tasks are named (`HealthMonitor.token_task`, `sentence_tasks`): this repo's are `entity`, `intent`
+and `command`; `nlu_collapse.toolkit` judges any loop's own (its token task's flags keep the names above,
+`entity_single_label` becomes `<task>_single_label`).
+
 The two `*_out_of_band` flags are the write-up's "healthy" bands (pred_non_O 15-35%, intents 5-15%
 per class): properties of its data, not of health (another dataset has another share of entity tokens
 and another number of intents), so they are logged but not counted in `health/problems`.
@@ -87,8 +91,20 @@ PHASE_LOSSES_KEPT = 4096  # the degenerate phase's most recent losses the trend 
 # (200 logged steps at the default window): longer than the initial phase of any healthy run measured
 # (28-47 steps on test-made imbalanced data, 64-75 on the wild data, up to ~200 on a real slot-filling set).
 PLATEAU_WINDOWS = 10
-# Episode kinds: the degenerate-prediction conditions a collapse is made of.
-ALL_O, ONE_INTENT, ONE_COMMAND = "entity_all_O", "one_intent", "one_command"
+
+
+def all_outside(task: str) -> str:
+    """Episode kind: every prediction of token task `task` is the outside label O (`entity_all_O`)."""
+    return f"{task}_all_O"
+
+
+def one_class(task: str) -> str:
+    """Episode kind: one class of sentence task `task` for every sentence (`one_intent`)."""
+    return f"one_{task}"
+
+
+# Episode kinds: the degenerate-prediction conditions a collapse is made of (this repo's tasks).
+ALL_O, ONE_INTENT, ONE_COMMAND = all_outside("entity"), one_class("intent"), one_class("command")
 NOT_COUNTED = ("pred_non_O_out_of_band", "intent_out_of_band", "degenerate")
 
 
@@ -116,7 +132,12 @@ class _Streak:
 
 @dataclass
 class HealthMonitor:
+    """The flags, episodes and outcome of one run (see the module docstring). The tasks it judges are
+    named: one token task with an outside label O (this repo's `entity`; None for none) and any number
+    of sentence tasks (`intent`, `command`); each is judged on the logged steps whose scalars have it."""
     window: int = 20
+    token_task: str | None = "entity"
+    sentence_tasks: tuple[str, ...] = keys.SENTENCE_TASKS
     collapse_step: int | None = None
     first_nonfinite_step: int | None = None
     reasons: list[str] = field(default_factory=list)
@@ -164,27 +185,34 @@ class HealthMonitor:
     def update(self, step: int, scalars: dict[str, float]) -> dict[str, float]:
         """Flags for one logged step; `scalars` holds the step's loss/, grad/ and dist/ scalars."""
         loss, norm = scalars[keys.LOSS_TOTAL], scalars[keys.GRAD_NORM]
-        non_o, gold_non_o = scalars[keys.entity_dist(keys.PRED_NON_O)], scalars[keys.entity_dist(keys.GOLD_NON_O)]
         flags = {
             "loss_nonfinite": not math.isfinite(loss),
             "loss_high": math.isfinite(loss) and loss > LOSS_HIGH,
             "loss_drop_to_zero": (math.isfinite(loss) and loss < 1e-3
                                   and self.loss_mean is not None and self.loss_mean > 0.1),
-            "pred_non_O_zero": non_o == 0.0 and gold_non_o > 0.0,
-            "pred_non_O_all": non_o == 1.0 and gold_non_o < 1.0,
-            "pred_non_O_off_gold": not gold_non_o / 2 <= non_o <= 2 * gold_non_o,
-            "pred_non_O_out_of_band": not WRITEUP_PRED_NON_O_BAND[0] <= non_o <= WRITEUP_PRED_NON_O_BAND[1],
-            "entity_single_label": scalars[keys.N_LABELS_PRED] <= 1,
-            "intent_out_of_band": scalars[keys.max_share("intent")] > WRITEUP_INTENT_MAX_SHARE,
-            "grad_explode": not math.isfinite(norm) or norm > GRAD_EXPLODE,
-            "grad_vanish": math.isfinite(norm) and norm < GRAD_VANISH,
         }
-        conditions = {ALL_O: flags["pred_non_O_zero"]}
-        for task, kind in (("intent", ONE_INTENT), ("command", ONE_COMMAND)):
+        conditions = {}
+        token = self.token_task
+        if token is not None and keys.token_dist(token, keys.PRED_NON_O) in scalars:
+            non_o = scalars[keys.token_dist(token, keys.PRED_NON_O)]
+            gold_non_o = scalars[keys.token_dist(token, keys.GOLD_NON_O)]
+            flags.update({
+                "pred_non_O_zero": non_o == 0.0 and gold_non_o > 0.0,
+                "pred_non_O_all": non_o == 1.0 and gold_non_o < 1.0,
+                "pred_non_O_off_gold": not gold_non_o / 2 <= non_o <= 2 * gold_non_o,
+                "pred_non_O_out_of_band": not WRITEUP_PRED_NON_O_BAND[0] <= non_o <= WRITEUP_PRED_NON_O_BAND[1],
+                f"{token}_single_label": scalars[keys.n_labels_pred(token)] <= 1,
+            })
+            conditions[all_outside(token)] = flags["pred_non_O_zero"]
+        if keys.max_share("intent") in scalars:
+            flags["intent_out_of_band"] = scalars[keys.max_share("intent")] > WRITEUP_INTENT_MAX_SHARE
+        flags["grad_explode"] = not math.isfinite(norm) or norm > GRAD_EXPLODE
+        flags["grad_vanish"] = math.isfinite(norm) and norm < GRAD_VANISH
+        for task in self.sentence_tasks:
             if keys.max_share(task) in scalars:
                 pred, gold = scalars[keys.max_share(task)], scalars[keys.gold_max_share(task)]
                 flags[f"{task}_dominant"] = dominant(pred, gold)
-                conditions[kind] = pred == 1.0 and gold < 1.0
+                conditions[one_class(task)] = pred == 1.0 and gold < 1.0
         flags["degenerate"] = any(conditions.values())
         clipped = self._streak("clipped", scalars.get(keys.GRAD_CLIPPED, 0.0) > 0, step)
         flags["clip_every_step"] = clipped.length >= self.window
@@ -249,9 +277,16 @@ class HealthMonitor:
         for kind in self.open_episodes():
             streak = self.streaks[kind]
             self._judge(kind, kind, f"steps {streak.first}-{streak.last}, to the end of training: "
-                        f"{EPISODE_TEXT[kind]}", streak.first)
+                        f"{self.episode_text(kind)}", streak.first)
             self._close_episode(kind, streak, recovered=False)
             self.streaks[kind] = _Streak()
+
+    def episode_text(self, kind: str) -> str:
+        """What an episode of `kind` is, in words."""
+        if self.token_task is not None and kind == all_outside(self.token_task):
+            return f"{self.token_task} predictions all O on every train batch whose gold has other labels"
+        task = kind.removeprefix("one_")
+        return f"one {task} for every sentence of every train batch"
 
     def _judge(self, kind: str, reason_kind: str, text: str, onset: int) -> None:
         """A degenerate condition at the end of training: collapsed, or not learned yet (see the docstring)."""
@@ -324,22 +359,28 @@ class HealthMonitor:
         self.not_learned = list(state.get("not_learned", []))
 
 
-EPISODE_TEXT = {ALL_O: "entity predictions all O on every train batch with gold entities",
-                ONE_INTENT: "one intent for every sentence of every train batch",
-                ONE_COMMAND: "one command for every sentence of every train batch"}
-
-
 def eval_evidence(gold_tags: list[list[str]], pred_tags: list[list[str]], gold_intents: list[str],
                   pred_intents: list[str], gold_commands: list[str] | None = None,
                   pred_commands: list[str] | None = None) -> dict[str, str | None]:
-    """Which degenerate conditions one evaluation's predictions meet, each as a sentence that names its
-    evidence (None where the condition does not hold)."""
-    gold_non_o = _non_o_share(gold_tags)
-    evidence = {ALL_O: None, ONE_INTENT: _one_class("intent", gold_intents, pred_intents)}
-    if gold_non_o > 0 and _non_o_share(pred_tags) == 0:
-        evidence[ALL_O] = f"100% of entity predictions O (gold {gold_non_o:.0%} non-O)"
+    """Which degenerate conditions one evaluation of this repo's tasks meets (`degenerate_evidence`)."""
+    sentence = {"intent": (gold_intents, pred_intents)}
     if gold_commands is not None and pred_commands is not None:
-        evidence[ONE_COMMAND] = _one_class("command", gold_commands, pred_commands)
+        sentence["command"] = (gold_commands, pred_commands)
+    return degenerate_evidence({"entity": (gold_tags, pred_tags)}, sentence)
+
+
+def degenerate_evidence(token: dict[str, tuple[list[list[str]], list[list[str]]]],
+                        sentence: dict[str, tuple[list[str], list[str]]]) -> dict[str, str | None]:
+    """Which degenerate conditions one evaluation's predictions meet, each as a sentence that names its
+    evidence (None where the condition does not hold). `token`: task -> (gold rows, predicted rows) of
+    label names, the outside label spelled O; `sentence`: task -> (gold labels, predicted labels)."""
+    evidence = {}
+    for task, (gold, pred) in token.items():
+        gold_non_o = _non_o_share(gold)
+        evidence[all_outside(task)] = (f"100% of {task} predictions O (gold {gold_non_o:.0%} non-O)"
+                                       if gold_non_o > 0 and _non_o_share(pred) == 0 else None)
+    for task, (gold, pred) in sentence.items():
+        evidence[one_class(task)] = _one_class(task, gold, pred)
     return evidence
 
 

@@ -78,11 +78,21 @@ PRED_NON_O, GOLD_NON_O, MASKED_PRED = "pred_non_O", "gold_non_O", "masked_pred" 
 GOLD_MASKED = "gold_masked"
 
 
+def token_dist(task: str, leaf: str) -> str:
+    """A token task's distribution leaf (pred_non_O, ...): `dist/entity/pred_non_O`."""
+    return f"dist/{task}/{leaf}"
+
+
 def entity_dist(leaf: str) -> str:
-    return f"dist/entity/{leaf}"
+    return token_dist("entity", leaf)
 
 
-N_LABELS_PRED = entity_dist("n_labels_pred")
+def n_labels_pred(task: str) -> str:
+    """How many distinct labels a token task's predictions use in the batch."""
+    return token_dist(task, "n_labels_pred")
+
+
+N_LABELS_PRED = n_labels_pred("entity")
 
 
 def max_share(task: str) -> str:
@@ -158,6 +168,7 @@ def span_count(kind: str) -> str:
 TABLE_ENTITY_TYPES = "test/entity_types"
 TABLE_ENTITY_ERRORS = "test/entity_errors"
 TABLE_INTENT_CONFUSION = "test/intent_confusion"
+TABLE_FIXES = "health/fixes"  # analysis/fixes.py: which single changes prevent the collapse (on the run's W&B run)
 
 # --- summary-only keys
 STATUS, RUN_ID, RUN_NAME, ERROR = "status", "run_id", "run_name", "error"

@@ -17,11 +17,12 @@ SOURCES = sorted(p for p in ROOT.rglob("*.py") if p.name != "__init__.py" or p.p
 # Names of a run or sweep folder's files: spelled in runfolder.py and nowhere else (docstrings aside).
 # File names count wherever they stand; folder names (ordinary words) where a path is joined with them.
 FILE_NAMES = ("config.json", "history.jsonl", "summary.json", "forensics.jsonl", "sweep.json", "best.pt", "last.pt",
-              "last.prev.pt", ".lock", ".runner.lock")
-FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "runs", "logs", "report")
+              "last.prev.pt", ".lock", ".runner.lock", "fixes.json", "fixes.txt")
+FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "runs", "logs", "report", "ring")
 # Floors, bottom first: a module may import its own floor and those below, never one above.
-FLOORS = [{"config", "safeio", "runfolder", "commandline", "telemetry.keys"}, {"data"}, {"model", "losses"},
-          {"evaluation"}, {"telemetry"}, {"train", "predict", "runner"}, {"analysis", "sweeps", "bench", "scripts"}]
+FLOORS = [{"config", "safeio", "runfolder", "commandline", "rng", "telemetry.keys"}, {"data"}, {"model", "losses"},
+          {"evaluation"}, {"telemetry"}, {"toolkit"}, {"train", "predict", "runner", "replay"},
+          {"analysis", "sweeps", "bench", "scripts", "examples"}]
 FIRST_PARTY = set().union(*FLOORS)
 PACKAGE = "nlu_collapse"  # the installed name of this folder (pyproject.toml)
 GENERIC = ("config", "train", "predict", "runfolder", "safeio", "data", "model", "losses", "evaluation", "telemetry",
