@@ -22,7 +22,7 @@ FOLDER_NAMES = ("checkpoints", "tokenizer", "encoder", "previous", "tables", "ru
 # Floors, bottom first: a module may import its own floor and those below, never one above.
 FLOORS = [{"config", "safeio", "runfolder", "commandline", "rng", "telemetry.keys"}, {"data"}, {"model", "losses"},
           {"evaluation"}, {"telemetry"}, {"toolkit"}, {"train", "predict", "runner", "replay"},
-          {"analysis", "sweeps", "bench", "scripts", "examples"}]
+          {"analysis", "sweeps", "bench", "scripts", "examples", "docs"}]
 FIRST_PARTY = set().union(*FLOORS)
 PACKAGE = "nlu_collapse"  # the installed name of this folder (pyproject.toml)
 GENERIC = ("config", "train", "predict", "runfolder", "safeio", "data", "model", "losses", "evaluation", "telemetry",
