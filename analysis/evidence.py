@@ -54,9 +54,9 @@ def export(path: Path) -> Path:
     folder = SweepFolder(path)
     runs = load_local(path)
     manifest = read_json(folder.manifest, expect=dict) if folder.manifest.exists() else {}
-    sweep = Path(str(manifest.get("sweep", "?"))).name
-    header = {"kind": KIND, "name": folder.name, "sweep": f"sweeps/{sweep}", "data": manifest.get("data"),
-              "command": f"python sweeps/local.py sweeps/{sweep} --data={manifest.get('data')}",
+    sweep, data = Path(str(manifest.get("sweep", "?"))).name, manifest.get("data")
+    header = {"kind": KIND, "name": folder.name, "sweep": f"sweeps/{sweep}", "data": data,
+              "command": f"python sweeps/local.py sweeps/{sweep}" + (f" --data={data}" if data else ""),
               "code_versions": _code_versions(folder, runs),
               "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     lines = [json_text(header)]

@@ -254,6 +254,24 @@ for _name in ("tune-phone-assistant-wild", "tune-phone-assistant", "tune-confirm
     BLOCKS[f"results-{_name}"] = lambda name=_name: _tune(name)
 
 
+# --- the same sweeps with a real pretrained encoder (all-MiniLM-L6-v2), on the default dataset only
+PRETRAINED = "pretrained-{}-" + DATASETS[0]
+BLOCKS["results-pretrained-tune"] = lambda: _tune("pretrained-tune")
+for _sweep, _title in SWEEPS.items():
+    BLOCKS[f"results-pretrained-{_sweep}"] = lambda sweep=_sweep, title=_title: _report(
+        (PRETRAINED.format(sweep),), f"{title}, pretrained encoder all-MiniLM-L6-v2")
+
+
+@block("results-pretrained-claims")
+def pretrained_claims() -> str:
+    """The write-up's claims on the pretrained encoder's ablation and mechanism sweeps."""
+    from nlu_collapse.analysis.conditions import build_page
+
+    headers, _, missing = _evidence(*(PRETRAINED.format(s) for s in ("ablation", "mechanism")))
+    sweeps = [(h["name"], _evidence(h["name"])[1]) for h in headers]
+    return _provenance(headers, missing, "python docs/build.py") + _demoted(build_page(sweeps), levels=1)
+
+
 @block("results-claims")
 def claims() -> str:
     from nlu_collapse.analysis.conditions import build_page
