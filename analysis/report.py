@@ -175,6 +175,27 @@ def grid(runs: list[RecordedRun], factors: list[str], planned: list[RecordedRun]
     return rows
 
 
+def side_by_side(groups: dict[str, list[RecordedRun]], factors: list[str]) -> list[dict]:
+    """One row per cell of `factors`, and for each group (e.g. "from scratch", "pretrained": runs of the same
+    sweep on other encoders) its finished runs' count, collapses and test F1s in that cell. Cells a group
+    lacks show "-"."""
+    cells: dict[tuple, dict[str, list[RecordedRun]]] = defaultdict(lambda: defaultdict(list))
+    for label, runs in groups.items():
+        for run in runs:
+            cells[tuple(run.factors[f] for f in factors)][label].append(run)
+    rows = []
+    for key in sorted(cells, key=lambda k: tuple(map(str, k))):
+        row = {("mask" if f == "mask_value" else f): _show(v) for f, v in zip(factors, key)}
+        for label in groups:
+            members = cells[key].get(label, [])
+            row[f"{label}: runs"] = len(members)
+            row[f"{label}: collapsed"] = collapse_rate(members) if members else "-"
+            for name, metric in EFFECT_METRICS[:2]:
+                row[f"{label}: {name}"] = fmt_mean_std(*summarize(members, metric)) if members else "-"
+        rows.append(row)
+    return rows
+
+
 def paired_deltas(runs: list[RecordedRun], factor: str, level, reference, metric: str, axes: list[str],
                   within: dict | None = None):
     """value(level) - value(reference) over runs equal in every other axis, the dataset, the seed and the

@@ -9,6 +9,7 @@
     .venv/bin/python bench/bench.py --device=cuda --precision=bf16   # on a GPU machine
     .venv/bin/python bench/bench.py --goals            # everything the speed goals need (~25 min): rates, the
                                                        # ablation, the main job from a fresh clone, the test suite
+    .venv/bin/python bench/bench.py --goals --write_docs   # and write it into docs/performance.md (docpage.py)
 
 Every comparison uses the same model, data, batch size, step count and thread count; runs of the
 sides alternate, and each ratio is printed from each side's best of `--repeats` (the run least
@@ -34,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nlu_collapse import commandline
+from nlu_collapse import commandline, docpage
 from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 
@@ -356,7 +357,39 @@ def main(argv: list[str] | None = None) -> None:
                         help="also the README's main-job command in a fresh clone of HEAD, installation included")
     parser.add_argument("--tests", action="store_true", help="also the README's test command (without set-up)")
     parser.add_argument("--goals", action="store_true", help="--ablation, --main_job and --tests, then every goal")
+    parser.add_argument("--write_docs", action="store_true",
+                        help="also write what this run prints into docs/performance.md (its measured block)")
     args = commandline.parse(parser, argv)
+    command = " ".join(["python bench/bench.py", *(argv if argv is not None else sys.argv[1:])])
+    if not args.write_docs:
+        return bench(args, parser, command)
+    shown = Tee(sys.stdout)
+    with contextlib.redirect_stdout(shown):
+        bench(args, parser, command)
+    docpage.write(ROOT / "docs" / "performance.md", "bench", command, as_markdown(shown.getvalue()))
+
+
+class Tee(io.StringIO):
+    """Prints through to a stream and keeps a copy."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def as_markdown(printed: str) -> str:
+    """The bench's console output as page text: its `# ` comment lines become plain lines, not headings."""
+    return "\n".join(line[2:] if line.startswith("# ") else line for line in printed.splitlines()) + "\n"
+
+
+def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> None:
     if args.goals:
         args.ablation = args.main_job = args.tests = True
     goals = []
@@ -368,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     n, t = args.steps, args.threads
     print(f"# bench: {n} steps x {args.repeats} repeats, {t} threads, batch 32, tiny encoder, default data, "
           f"{args.device} {args.precision}")
-    print("# command: python bench/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"# command: {command}")
     if args.forensics:
         forensics_cost(n, t, args.repeats, tmp)
         return

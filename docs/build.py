@@ -17,6 +17,8 @@ results table from the sweep evidence in `docs/evidence/` (`analysis/evidence.py
 folders; `analysis/report.py`, `analysis/tune.py` and `analysis/conditions.py` turn it into tables).
 Each results block names the command that made its runs, the code version the runs recorded and the
 evidence file, so every number traces to one run of one configuration on one version of the data.
+Measurements CI cannot repeat (the bench, the fix-finder's timed replays) are measured blocks, written by
+their own command (`docpage.py`); `--check` fails when one was edited by hand since.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
+
+from nlu_collapse import docpage
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIDENCE = ROOT / "docs" / "evidence"
@@ -262,6 +266,34 @@ for _sweep, _title in SWEEPS.items():
         (PRETRAINED.format(sweep),), f"{title}, pretrained encoder all-MiniLM-L6-v2")
 
 
+@block("results-pretrained-compare")
+def pretrained_compare() -> str:
+    """Each sweep's cells from scratch and with the pretrained encoder side by side, and each claim's verdict
+    line on either encoder's ablation: the same analysis, the same dataset, one table per sweep."""
+    from nlu_collapse.analysis.conditions import CLAIMS, conditions_table, verdict_line
+    from nlu_collapse.analysis.report import markdown_table, side_by_side, varied
+
+    names, parts = [], []
+    for sweep in SWEEPS:
+        pair = {"from scratch": f"{sweep}-{DATASETS[0]}", "pretrained": PRETRAINED.format(sweep)}
+        names += pair.values()
+        runs = {label: [r for r in _evidence(name)[1] if r.counted and r.status == "finished"]
+                for label, name in pair.items()}
+        if not all(runs.values()):
+            continue
+        factors = varied(runs["from scratch"] + runs["pretrained"])
+        parts.append(f"\n### {sweep}: {SWEEPS[sweep]}\n\nTest set, mean ± std over finished runs.\n\n"
+                     + markdown_table(side_by_side(runs, factors)))
+        if sweep == "ablation":
+            parts.append("\nThe write-up's claims on either encoder's ablation (paired by seed, test set, 95% "
+                         "t-interval per condition):\n\n")
+            parts += [f"- {claim.name}:\n  - from scratch: {verdict_line(claim, conditions_table(runs['from scratch'], claim))}\n"
+                      f"  - pretrained: {verdict_line(claim, conditions_table(runs['pretrained'], claim))}\n"
+                      for claim in CLAIMS]
+    headers, _, missing = _evidence(*names)
+    return _provenance(headers, missing, "python docs/build.py") + "".join(parts)
+
+
 @block("results-pretrained-claims")
 def pretrained_claims() -> str:
     """The write-up's claims on the pretrained encoder's ablation and mechanism sweeps."""
@@ -334,6 +366,7 @@ def build(check: bool) -> list[str]:
     for page in pages():
         text = page.read_text(encoding="utf-8")
         used |= {m.group(1) for m in BLOCK_RE.finditer(text)}
+        problems += docpage.problems(text, str(page.relative_to(ROOT)))
         new = render(text, made)
         if new != text:
             if check:

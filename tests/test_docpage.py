@@ -1,0 +1,40 @@
+"""Measured blocks (docpage.py): written by their command, kept in place, and a hand edit caught by --check."""
+from nlu_collapse import docpage
+
+
+def test_a_block_is_written_into_its_page_and_the_rest_kept(tmp_path):
+    page = tmp_path / "perf.md"
+    page.write_text("# Performance\n\nProse before.\n", encoding="utf-8")
+    first = docpage.write(page, "bench", "python bench/bench.py --steps=3", "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert first.startswith("# Performance\n\nProse before.\n\n<!-- measured: bench (python bench/bench.py --steps=3)")
+    assert "Written by `python bench/bench.py --steps=3` at commit " in first
+    assert docpage.problems(first, "perf.md") == []
+    # prose after the block, then a second write: replaced in place, nothing else moves
+    page.write_text(first + "\nProse after.\n", encoding="utf-8")
+    second = docpage.write(page, "bench", "python bench/bench.py --steps=3", "| a | b |\n|---|---|\n| 7 | 8 |\n")
+    assert second.count("<!-- measured: bench ") == 1 and "| 7 | 8 |" in second and "| 1 | 2 |" not in second
+    assert second.startswith("# Performance\n\nProse before.\n\n") and second.endswith("\nProse after.\n")
+    assert docpage.problems(second, "perf.md") == []
+
+
+def test_two_blocks_on_one_page_are_independent(tmp_path):
+    page = tmp_path / "p.md"
+    docpage.write(page, "one", "cmd one", "first\n")
+    text = docpage.write(page, "two", "cmd two", "second\n")
+    text = docpage.write(page, "one", "cmd one", "first, again\n")
+    assert "first, again" in text and "second" in text and text.count("<!-- /measured: ") == 2
+    assert docpage.problems(text, "p.md") == []
+
+
+def test_a_hand_edit_or_damaged_marker_is_named():
+    text = docpage.provenance("python bench/bench.py")
+    body = text + "\n| 1 | 2 |\n"
+    good = f"<!-- measured: bench (python bench/bench.py) sha256={docpage.stamp(body)} -->\n{body}<!-- /measured: bench -->\n"
+    assert docpage.problems(good, "docs/performance.md") == []
+    edited = good.replace("| 1 | 2 |", "| 1 | 3 |")
+    [problem] = docpage.problems(edited, "docs/performance.md")
+    assert "docs/performance.md" in problem and "'bench'" in problem and "python bench/bench.py" in problem
+    truncated = good[: good.index("<!-- /measured")]
+    assert any("markers are damaged" in p for p in docpage.problems(truncated, "docs/performance.md"))
+    renamed_end = good.replace("<!-- /measured: bench -->", "<!-- /measured: other -->")
+    assert docpage.problems(renamed_end, "x.md")
