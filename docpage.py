@@ -9,14 +9,18 @@ content's SHA-256:
     ...what it measured...
     <!-- /measured: NAME -->
 
-`write` replaces (or appends) the block of that name and keeps the rest of the page; `problems` names every
+`write` replaces (or appends) the block of that name and keeps the rest of the page (`printed_into` writes
+what a command prints, and shows it too); `problems` names every
 block whose content no longer matches its stamp, i.e. edited by hand since its command wrote it, and every
 block that names no command. `docs/build.py --check` (CI) runs it over every page.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -67,3 +71,29 @@ def problems(text: str, where: str) -> list[str]:
         found.append(f"{where}: a measured block's markers are damaged (expected <!-- measured: NAME (COMMAND) "
                      f"sha256=... --> ... <!-- /measured: NAME -->)")
     return found
+
+
+class _Tee(io.StringIO):
+    """Prints through to a stream and keeps a copy."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def printed_into(page: Path, name: str, command: str):
+    """Everything printed inside goes to the console as usual and, once the block ends without an error, into
+    the page's measured block `name` (a `# ` comment line becomes a plain line there, not a heading)."""
+    shown = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(shown):
+        yield
+    lines = shown.getvalue().splitlines()
+    write(page, name, command, "\n".join(line[2:] if line.startswith("# ") else line for line in lines) + "\n")

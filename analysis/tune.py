@@ -1,4 +1,4 @@
-"""The tiny encoder's hyperparameter search (sweeps/tune.yaml) as tables, and the pick.
+"""A hyperparameter search (sweeps/tune.yaml for the tiny encoder, sweeps/pretrained-tune.yaml for a pretrained one) as tables, and the pick.
 
 One command runs the search and reports it:
 
@@ -29,7 +29,7 @@ from nlu_collapse import commandline
 from nlu_collapse.analysis.records import RecordedRun, load_local
 from nlu_collapse.analysis.report import markdown_table, not_counted, write_csv
 from nlu_collapse.analysis.stats import fmt_mean_std, mean_std
-from nlu_collapse.config import Config
+from nlu_collapse.config import TINY_FLAGS, Config
 from nlu_collapse.runfolder import SweepFolder
 from nlu_collapse.safeio import atomic_write_text
 from nlu_collapse.telemetry import keys
@@ -80,9 +80,17 @@ def collapsed(run: RecordedRun) -> bool:
     return bool(run.summary.get(keys.COLLAPSED))
 
 
-def run_row(run: RecordedRun, dev: dict) -> dict:
+def searched(runs: list[RecordedRun]) -> dict[str, str]:
+    """The PARAMS columns these runs vary: a flag with one value says nothing about which value helps, and a
+    tiny_* flag means nothing with a pretrained encoder (a pretrained-encoder sweep varies lr and epochs)."""
+    pretrained = any(setting(run, "encoder") != "tiny" for run in runs)
+    return {column: flag for column, flag in PARAMS.items()
+            if len({repr(setting(run, flag)) for run in runs}) > 1 and not (pretrained and flag in TINY_FLAGS)}
+
+
+def run_row(run: RecordedRun, dev: dict, params: dict[str, str]) -> dict:
     """One run as raw values (the CSV); `shown` formats it for Markdown."""
-    row = {"run": run.run_id, **{column: setting(run, flag) for column, flag in PARAMS.items()}}
+    row = {"run": run.run_id, **{column: setting(run, flag) for column, flag in params.items()}}
     row.update({column: dev.get(key, math.nan) for column, key in DEV_METRICS.items()})
     row[SECONDS] = train_seconds(run)
     row["collapsed"] = "yes" if collapsed(run) else "no"
@@ -99,12 +107,12 @@ def shown(row: dict) -> dict:
     return {column: cell(column, value) for column, value in row.items()}
 
 
-def marginals(pairs: list[tuple[RecordedRun, dict]]) -> list[dict]:
-    """Mean dev entity F1 per value of each parameter, over the runs that had that value. In a
+def marginals(pairs: list[tuple[RecordedRun, dict]], params: dict[str, str] | None = None) -> list[dict]:
+    """Mean dev entity F1 per value of each parameter the runs vary, over the runs that had that value. In a
     random search every other parameter varies underneath, so a gap between values is a hint to
     confirm with a paired run, not an effect size."""
     rows = []
-    for column, flag in PARAMS.items():
+    for column, flag in (searched([run for run, _ in pairs]) if params is None else params).items():
         groups = defaultdict(list)
         for run, dev in pairs:
             groups[setting(run, flag)].append((run, dev.get(DEV_ENTITY_F1, math.nan)))
@@ -123,7 +131,7 @@ def configurations(pairs: list[tuple[RecordedRun, dict]]) -> list[dict]:
     (sweeps/tune-confirm.yaml). A configuration with a collapsed seed ranks below every healthy one."""
     groups = defaultdict(list)
     for run, dev in pairs:
-        groups[flags(run)].append((run, dev))
+        groups[flags(run, PARAMS)].append((run, dev))
     rows = []
     for config, members in groups.items():
         row = {"configuration": config, "seeds": len(members),
@@ -162,23 +170,28 @@ def pick(pairs: list[tuple[RecordedRun, dict]], budget_seconds: float | None = N
     return eligible[0] if eligible else None  # `pairs` is sorted best first
 
 
-def flags(run: RecordedRun) -> str:
-    """The searched flags of a run as train.py arguments, seed left out: the configuration to confirm."""
-    chosen = [f"--{flag}={setting(run, flag)}" for flag in PARAMS.values() if flag != "seed"]
-    data = setting(run, "data")
-    return " ".join(chosen + ([f"--data={data}"] if data != Config.data else []))
+def flags(run: RecordedRun, params: dict[str, str]) -> str:
+    """The searched flags of a run as train.py arguments, seed left out, with the encoder and the data when
+    not the defaults: the configuration to confirm (a tiny_* flag only with the tiny encoder)."""
+    encoder, data = setting(run, "encoder"), setting(run, "data")
+    chosen = [f"--{flag}={setting(run, flag)}" for flag in params.values()
+              if flag != "seed" and (encoder == "tiny" or flag not in TINY_FLAGS)]
+    return " ".join(([f"--encoder={encoder}"] if encoder != Config.encoder else []) + chosen
+                    + ([f"--data={data}"] if data != Config.data else []))
 
 
 def pick_line(label: str, chosen: tuple[RecordedRun, dict] | None, why_none: str) -> str:
+    """The pick and the train.py command of its configuration (every searched flag, the seed left out)."""
     if chosen is None:
         return f"- **{label}**: {why_none}\n"
     run, dev = chosen
     return (f"- **{label}**: `{run.run_id}`, dev entity F1 {dev[DEV_ENTITY_F1]:.3f}, {train_seconds(run):.0f} s "
-            f"of training: `python train.py {flags(run)}`\n")
+            f"of training: `python train.py {flags(run, PARAMS)}`\n")
 
 
 def unfinished(runs: list[RecordedRun]) -> list[dict]:
-    return [{"run": run.run_id, "status": run.status, **{c: setting(run, f) for c, f in PARAMS.items()},
+    params = searched([run for run in runs if run.counted])
+    return [{"run": run.run_id, "status": run.status, **{c: setting(run, f) for c, f in params.items()},
              "error": run.summary.get(keys.ERROR, "")} for run in runs if run.counted and run.status != "finished"]
 
 
@@ -186,8 +199,9 @@ def build_tune_report(runs: list[RecordedRun], title: str, out: Path, budget_sec
     """The Markdown report (also written to `out/tune.md`) and its two CSV tables."""
     out.mkdir(parents=True, exist_ok=True)
     pairs = scored_runs(runs)
-    table = [run_row(run, dev) for run, dev in pairs]
-    margins = marginals(pairs)
+    params = searched([run for run, _ in pairs])
+    table = [run_row(run, dev, params) for run, dev in pairs]
+    margins = marginals(pairs, params)
     n_collapsed = sum(collapsed(run) for run, _ in pairs)
     counted = [run for run in runs if run.counted]
     parts = [f"# {title}\n\n", f"{len(counted)} runs: {len(pairs)} finished, {len(counted) - len(pairs)} not. "

@@ -40,6 +40,7 @@ from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "performance.md"
 
 
 def train_rate(flags: list[str], steps: int, threads: int, out: Path) -> float:
@@ -361,32 +362,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="also write what this run prints into docs/performance.md (its measured block)")
     args = commandline.parse(parser, argv)
     command = " ".join(["python bench/bench.py", *(argv if argv is not None else sys.argv[1:])])
-    if not args.write_docs:
-        return bench(args, parser, command)
-    shown = Tee(sys.stdout)
-    with contextlib.redirect_stdout(shown):
+    with docpage.printed_into(PAGE, "bench", command) if args.write_docs else contextlib.nullcontext():
         bench(args, parser, command)
-    docpage.write(ROOT / "docs" / "performance.md", "bench", command, as_markdown(shown.getvalue()))
-
-
-class Tee(io.StringIO):
-    """Prints through to a stream and keeps a copy."""
-
-    def __init__(self, stream):
-        super().__init__()
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        self.stream.write(text)
-        return super().write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def as_markdown(printed: str) -> str:
-    """The bench's console output as page text: its `# ` comment lines become plain lines, not headings."""
-    return "\n".join(line[2:] if line.startswith("# ") else line for line in printed.splitlines()) + "\n"
 
 
 def bench(args: argparse.Namespace, parser: argparse.ArgumentParser, command: str) -> None:

@@ -4,6 +4,7 @@ kept (dev entity F1, dev intent F1) with a 95% t-interval, and of the training l
 
     python bench/group_by_length.py                      # both embedded datasets, 2 workers (~4 min)
     python bench/group_by_length.py --out=results        # reuse finished runs there
+    python bench/group_by_length.py --write_docs         # and write it into docs/performance.md (docpage.py)
 
 The rule (issue: speed): the default changes only if neither dev score is worse on either dataset,
 where worse means the paired interval lies below zero, and the point estimate is not below -0.01.
@@ -11,11 +12,12 @@ where worse means the paired interval lies below zero, and the point estimate is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
-from nlu_collapse import commandline
+from nlu_collapse import commandline, docpage
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.stats import fmt_interval, paired_interval
 from nlu_collapse.analysis.tune import DEV_ENTITY_F1, dev_scores
@@ -25,6 +27,7 @@ from nlu_collapse.telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ROOT / "sweeps" / "group-by-length.yaml"
+PAGE = ROOT / "docs" / "performance.md"
 DEV_INTENT_F1 = keys.split_metric("dev", keys.macro_f1("intent"))
 TOLERANCE = 0.01
 
@@ -49,8 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write_docs", action="store_true",
+                        help="also write what this run prints into docs/performance.md (its measured block)")
     args = commandline.parse(parser, argv)
-    print("# command: python bench/group_by_length.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    command = " ".join(["python bench/group_by_length.py", *(argv if argv is not None else sys.argv[1:])])
+    with docpage.printed_into(PAGE, "group-by-length", command) if args.write_docs else contextlib.nullcontext():
+        compare(args, command)
+    return 0
+
+
+def compare(args: argparse.Namespace, command: str) -> None:
+    print(f"# command: {command}")
     print("\n| dataset | seeds paired | dev entity F1, grouped - default | dev intent F1, grouped - default | "
           "steps/s, grouped / default (mean) | worse? |\n|---|---|---|---|---|---|")
     worse_anywhere = False
@@ -66,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt_interval(*intervals['dev intent F1'][:3])} | {ratio:.2f} | {', '.join(worse) or 'no'} |")
     print(f"\nverdict: --group_by_length {'stays opt-in' if worse_anywhere else 'may become the default'} "
           f"(worse: interval below 0 or mean below -{TOLERANCE}; 3 paired seeds needed on each dataset)")
-    return 0
 
 
 if __name__ == "__main__":

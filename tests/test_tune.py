@@ -183,8 +183,26 @@ def test_marginal_means_per_value(tune_folder):
     assert rows[("layers", 1)]["mean dev entity F1"] == pytest.approx((0.75 + 0.6) / 2)
     assert rows[("layers", 1)]["runs"] == 2 and rows[("layers", 4)]["collapsed"] == 1
     assert rows[("lr", 1e-3)]["mean dev entity F1"] == pytest.approx((0.8 + 0.6) / 2)
-    assert rows[("warmup", Config.warmup_ratio)]["runs"] == 4  # not in the records: train.py's default
     assert [value for parameter, value in rows if parameter == "lr"] == [3e-4, 1e-3, 3e-3]
+    # warmup is the default in every run: one value says nothing about which value helps, so it is no row
+    assert {parameter for parameter, _ in rows} == {"lr", "layers", "seed"}
+
+
+def test_a_pretrained_search_shows_what_it_varied_and_its_pick_names_the_encoder(tmp_path):
+    """A pretrained encoder's search (sweeps/pretrained-tune.yaml) varies lr and epochs: the tiny_* flags mean
+    nothing for it and a constant seed says nothing, so neither is a column, and the pick's command names the
+    encoder (without it, train.py would run the tiny encoder)."""
+    encoder = "pretrained/some-bert"
+    for rid, lr, epochs, f1 in [("a", 1e-4, 2, 0.30), ("b", 1e-4, 3, 0.35), ("c", 3e-4, 2, 0.42), ("d", 3e-4, 3, 0.40)]:
+        write_run(tmp_path, rid, {"encoder": encoder, "lr": lr, "epochs": epochs, "seed": 0}, [f1], 0.1, 10.0)
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": [
+        {"run_id": rid, "status": "finished", "params": {}} for rid in "abcd"]}))
+    rows = marginals(scored_runs(load_local(tmp_path)))
+    assert {r["parameter"] for r in rows} == {"lr", "epochs"}
+    report = tune_main([str(tmp_path)])
+    assert f"- **Best run**: `c`, dev entity F1 0.420, 10 s of training: `python train.py --encoder={encoder} " \
+           f"--lr=0.0003 --warmup_ratio={Config.warmup_ratio} --epochs=2`" in report
+    assert "tiny" not in report.split("## Every finished run")[1]
 
 
 def test_report_files_and_cli(tune_folder, capsys):
