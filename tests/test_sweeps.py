@@ -124,3 +124,61 @@ def test_random_sweep_samples_the_same_runs_every_time(tmp_path):
     assert len(first) == 3 and first == planning.expand(planning.load_sweep(sweep_file))
     assert all(1e-4 <= run["lr"] <= 1e-2 and isinstance(run["lr"], float) for run in first)
     assert len(planning.expand(planning.load_sweep(sweep_file), count=5)) == 5
+
+
+# --- the pretrained encoder's sweeps: the from-scratch grids at the learning rate and budget its search chose
+
+TWINS = ("mechanism", "ablation", "baseline")
+CHOSEN = ("encoder", "lr", "epochs")
+
+
+@pytest.mark.parametrize("name, cells", [("pretrained-tune", 12), ("pretrained-mechanism", 6),
+                                         ("pretrained-ablation", 8), ("pretrained-baseline", 4)])
+def test_pretrained_expansion_counts(name, cells):
+    """Every cell of the from-scratch grid, times the seeds the YAML runs (a stated subset of {0, 1, 2})."""
+    config = planning.load_sweep(ROOT / "sweeps" / f"{name}.yaml")
+    seeds = config["parameters"]["seed"]
+    n = cells * len(seeds.get("values", [seeds.get("value")]))
+    runs = planning.expand(config)
+    assert len(runs) == n and len({json.dumps(r, sort_keys=True) for r in runs}) == n
+
+
+@pytest.mark.parametrize("sweep", TWINS)
+def test_a_pretrained_sweep_is_its_from_scratch_grid_plus_the_encoder_and_its_tuned_lr_and_epochs(sweep):
+    """Only the encoder and the two tuned values differ, so a side-by-side table compares like with like; the
+    values are one cell of the search's grid, the same for every twin."""
+    tune = planning.load_sweep(ROOT / "sweeps" / "pretrained-tune.yaml")["parameters"]
+    twin = planning.load_sweep(ROOT / "sweeps" / f"pretrained-{sweep}.yaml")
+    scratch = planning.load_sweep(ROOT / "sweeps" / f"{sweep}.yaml")
+    assert {k: v for k, v in twin.items() if k != "parameters"} == {
+        k: v for k, v in scratch.items() if k != "parameters"}
+    chosen = {k: twin["parameters"][k] for k in CHOSEN}
+    kept = {k: v for k, v in twin["parameters"].items() if k not in CHOSEN}
+    assert {k: v for k, v in kept.items() if k != "seed"} == {
+        k: v for k, v in scratch["parameters"].items() if k != "seed"}
+    assert set(kept["seed"]["values"]) <= set(scratch["parameters"]["seed"]["values"])  # a stated subset
+    assert "of its {0, 1, 2}" in twin_header(sweep)  # the header says which seeds it runs, and why
+    assert chosen["encoder"] == tune["encoder"]
+    for flag in ("lr", "epochs"):
+        assert chosen[flag]["value"] in tune[flag]["values"]
+    others = [planning.load_sweep(ROOT / "sweeps" / f"pretrained-{s}.yaml")["parameters"] for s in TWINS]
+    assert all({k: p[k] for k in CHOSEN} == chosen for p in others)
+
+
+def twin_header(sweep: str) -> str:
+    text = (ROOT / "sweeps" / f"pretrained-{sweep}.yaml").read_text(encoding="utf-8")
+    return "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+
+
+def test_the_pretrained_sweeps_use_the_pick_of_the_recorded_search():
+    """docs/evidence/pretrained-tune.jsonl holds the search's runs: its best finished, healthy run on dev is the
+    configuration the twins run (a rerun of the search that picks otherwise fails here until they follow)."""
+    from nlu_collapse.analysis.evidence import load
+    from nlu_collapse.analysis.tune import pick, scored_runs
+
+    _, runs = load(ROOT / "docs" / "evidence" / "pretrained-tune.jsonl")
+    best, _ = pick(scored_runs(runs))
+    twin = planning.load_sweep(ROOT / "sweeps" / "pretrained-ablation.yaml")["parameters"]
+    assert best.config["lr"] == pytest.approx(float(twin["lr"]["value"]))
+    assert best.config["epochs"] == twin["epochs"]["value"]
+    assert best.config["encoder"] == twin["encoder"]["value"]
