@@ -38,3 +38,24 @@ def test_a_hand_edit_or_damaged_marker_is_named():
     assert any("markers are damaged" in p for p in docpage.problems(truncated, "docs/performance.md"))
     renamed_end = good.replace("<!-- /measured: bench -->", "<!-- /measured: other -->")
     assert docpage.problems(renamed_end, "x.md")
+
+
+def test_printed_into_shows_and_writes_what_was_printed_and_a_crash_keeps_the_old_block(tmp_path, capsys):
+    """A bench's printout reaches the console and the block; a bench that fails half-way writes nothing, so the
+    last whole measurement stays on the page."""
+    import pytest
+
+    page = tmp_path / "perf.md"
+    with docpage.printed_into(page, "bench", "python bench/bench.py"):
+        print("# Bench: 3 steps")
+        print("| loop | steps/s |")
+    shown = capsys.readouterr().out
+    assert shown == "# Bench: 3 steps\n| loop | steps/s |\n"
+    text = page.read_text(encoding="utf-8")
+    assert "\nBench: 3 steps\n| loop | steps/s |\n<!-- /measured: bench -->" in text  # a comment, not a heading
+    assert docpage.problems(text, "perf.md") == []
+    with pytest.raises(RuntimeError):
+        with docpage.printed_into(page, "bench", "python bench/bench.py"):
+            print("| half a table")
+            raise RuntimeError("killed half-way")
+    assert page.read_text(encoding="utf-8") == text
