@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ring_cost.py                  # the default run (5 epochs, 625 steps), 2 rounds
     .venv/bin/python bench/ring_cost.py --ring_every=10  # another interval
+    .venv/bin/python bench/ring_cost.py --write_docs     # and write it into docs/fixes.md (docpage.py)
 
 Two measurements, both printed. In one run: the seconds the ring's writes took against the run's own
 training-loop seconds (train.py's `perf/train_seconds`, which do not include them). Side by side: the
@@ -12,14 +13,18 @@ the end of the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from nlu_collapse import commandline
+from nlu_collapse import commandline, docpage
 from nlu_collapse.config import Config
 from nlu_collapse.runfolder import RunFolder
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "fixes.md"
 
 
 def timed_run(flags: list[str], out: Path, run_id: str) -> dict:
@@ -44,7 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--flags", default="", help="more train.py flags, space-separated (e.g. --max_steps=300)")
+    parser.add_argument("--write_docs", action="store_true",
+                        help="also write what this run prints into docs/fixes.md (its measured block ring-cost)")
     args = commandline.parse(parser, argv)
+    command = " ".join(["python bench/ring_cost.py", *(argv if argv is not None else sys.argv[1:])])
+    with docpage.printed_into(PAGE, "ring-cost", command) if args.write_docs else contextlib.nullcontext():
+        measure(args)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> None:
     common = [f"--threads={args.threads}", *args.flags.split()]
     on_flags = [*common, f"--ring_every={args.ring_every}", f"--ring_keep={args.ring_keep}"]
     rounds = []
@@ -60,17 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     in_run = [r['ring_seconds'] / r['loop_seconds'] for r, _ in rounds]
     side = [a['train_wall'] / b['train_wall'] - 1 for a, b in rounds]
     mib = 1024 ** 2
-    print(f"\nring every {args.ring_every} steps, {args.ring_keep} kept, {on['steps']} steps, {args.threads} threads")
+    print(f"\nring every {args.ring_every} steps, {args.ring_keep} kept, {on['steps']} steps, {args.threads} threads\n")
     print("| measure | value |\n|---|---|")
     print(f"| ring writes per run | {on['ring_writes']} (the initial state and every {args.ring_every} steps) |")
     print(f"| ring write time / training-loop time, same run | {', '.join(f'{x:.2%}' for x in in_run)} "
           f"(median {statistics.median(in_run):.2%}) |")
     print(f"| mean time per ring write | {1000 * on['ring_seconds'] / on['ring_writes']:.1f} ms |")
+    step = statistics.median(b['loop_seconds'] / b['steps'] for _, b in rounds)
+    write = on['ring_seconds'] / on['ring_writes']
+    print(f"| a write against the steps between two writes: mean write / ({args.ring_every} x median step time of "
+          f"the ring-off runs, {1000 * step:.1f} ms) | {write / (args.ring_every * step):.2%} |")
     print(f"| train() wall time, ring on / off - 1, alternating runs | {', '.join(f'{x:+.2%}' for x in side)} |")
     print(f"| one ring checkpoint (model, AdamW state, scheduler, RNG, train state) | "
           f"{on['ring_file_bytes'] / mib:.2f} MiB |")
     print(f"| ring folder at the end of the run | {on['ring_disk_bytes'] / mib:.2f} MiB |")
-    return 0
 
 
 if __name__ == "__main__":
