@@ -9,7 +9,9 @@ content's SHA-256:
     ...what it measured...
     <!-- /measured: NAME -->
 
-`write` replaces (or appends) the block of that name and keeps the rest of the page (`printed_into` writes
+`write` replaces the block of that name, or fills its placeholder `<!-- measured: NAME -->` (a line the
+page's prose puts where the block belongs, before it was ever measured), or appends it; it keeps the rest
+of the page (`printed_into` writes
 what a command prints, and shows it too); `problems` names every
 block whose content no longer matches its stamp, i.e. edited by hand since its command wrote it, and every
 block that names no command. `docs/build.py --check` (CI) runs it over every page.
@@ -27,6 +29,7 @@ from pathlib import Path
 from nlu_collapse.runfolder import code_version
 from nlu_collapse.safeio import atomic_write_text
 
+PLACEHOLDER_RE = re.compile(r"<!-- measured: [\w-]+ -->")
 MEASURED_RE = re.compile(r"<!-- measured: ([\w-]+) \((.*?)\) sha256=([0-9a-f]{16}) -->\n(.*?)<!-- /measured: \1 -->",
                          re.DOTALL)
 
@@ -50,12 +53,31 @@ def write(page: Path, name: str, command: str, content: str) -> str:
     marked = f"<!-- measured: {name} ({command}) sha256={stamp(body)} -->\n{body}<!-- /measured: {name} -->"
     text = page.read_text(encoding="utf-8") if page.exists() else ""
     found = [m for m in MEASURED_RE.finditer(text) if m.group(1) == name]
+    placeholder = f"<!-- measured: {name} -->"
     if found:
         text = text[:found[0].start()] + marked + text[found[0].end():]
+    elif placeholder in text:
+        text = text.replace(placeholder, marked, 1)
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + marked + "\n"
     atomic_write_text(page, text)
     return text
+
+
+def read(text: str, name: str) -> str | None:
+    """The content of the page text's measured block `name` (its provenance line first), or None."""
+    for match in MEASURED_RE.finditer(text):
+        if match.group(1) == name:
+            return match.group(4)
+    return None
+
+
+def demoted(markdown: str, levels: int = 2) -> str:
+    """A report's headings under a page's own: `# x` becomes `### x`; its title line dropped."""
+    lines = markdown.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(("#" * levels + line) if line.startswith("#") else line for line in lines).strip() + "\n"
 
 
 def problems(text: str, where: str) -> list[str]:
@@ -66,7 +88,7 @@ def problems(text: str, where: str) -> list[str]:
         if stamp(body) != digest:
             found.append(f"{where}: measured block {name!r} was edited by hand since `{command}` wrote it "
                          f"(rerun that command)")
-    opened = len(re.findall(r"<!-- measured: ", text))
+    opened = len(re.findall(r"<!-- measured: ", text)) - len(PLACEHOLDER_RE.findall(text))
     if opened != len(MEASURED_RE.findall(text)):
         found.append(f"{where}: a measured block's markers are damaged (expected <!-- measured: NAME (COMMAND) "
                      f"sha256=... --> ... <!-- /measured: NAME -->)")
@@ -97,3 +119,19 @@ def printed_into(page: Path, name: str, command: str):
         yield
     lines = shown.getvalue().splitlines()
     write(page, name, command, "\n".join(line[2:] if line.startswith("# ") else line for line in lines) + "\n")
+
+
+# --- the `--write_docs` option of the commands that measure
+def command_line(script: str, argv: list[str] | None) -> str:
+    """How the command was typed: `python SCRIPT` and its arguments."""
+    return " ".join([f"python {script}", *(argv if argv is not None else sys.argv[1:])])
+
+
+def add_write_docs(parser, page: Path, name: str) -> None:
+    parser.add_argument("--write_docs", action="store_true",
+                        help=f"also write what this run prints into docs/{page.name} (its measured block {name})")
+
+
+def printed_into_if(write_docs: bool, page: Path, name: str, command: str):
+    """`printed_into` when `--write_docs` was given, otherwise nothing."""
+    return printed_into(page, name, command) if write_docs else contextlib.nullcontext()

@@ -49,14 +49,25 @@ def _code_versions(folder: SweepFolder, runs: list[RecordedRun]) -> list[str]:
     return sorted(versions)
 
 
+def _plan(folder: SweepFolder) -> tuple[str, str | None]:
+    """(the sweep YAML's file name, the dataset) from the folder's plan (`sweep.json`, as sweeps/local.py writes it)."""
+    manifest = read_json(folder.manifest, expect=dict) if folder.manifest.exists() else {}
+    return Path(str(manifest.get("sweep", "?"))).name, manifest.get("data")
+
+
+def sweep_command(folder: SweepFolder) -> str:
+    """The command that makes the folder's runs."""
+    sweep, data = _plan(folder)
+    return f"python sweeps/local.py sweeps/{sweep}" + (f" --data={data}" if data else "")
+
+
 def export(path: Path) -> Path:
     """One sweep folder -> docs/evidence/<name>.jsonl; returns the file written."""
     folder = SweepFolder(path)
     runs = load_local(path)
-    manifest = read_json(folder.manifest, expect=dict) if folder.manifest.exists() else {}
-    sweep, data = Path(str(manifest.get("sweep", "?"))).name, manifest.get("data")
+    sweep, data = _plan(folder)
     header = {"kind": KIND, "name": folder.name, "sweep": f"sweeps/{sweep}", "data": data,
-              "command": f"python sweeps/local.py sweeps/{sweep}" + (f" --data={data}" if data else ""),
+              "command": sweep_command(folder),
               "code_versions": _code_versions(folder, runs),
               "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     lines = [json_text(header)]

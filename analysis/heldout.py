@@ -3,6 +3,7 @@
     python analysis/heldout.py results/baseline-phone-assistant-wild                 # a sweep folder
     python analysis/heldout.py results/baseline-phone-assistant-wild results/gamma --checkpoint=last
     python analysis/heldout.py runs/3f2a9c01 runs/77b0e4d2 --out=report/heldout      # run directories
+    python analysis/heldout.py results/baseline-phone-assistant-wild --write_docs    # and into docs/results.md
 
 Each argument is a sweep folder (`<folder>/sweep.json`, `<folder>/runs/<run_id>/`, as sweeps/local.py
 writes it) or one run directory (train.py's record). Every finished run is rebuilt from its record
@@ -23,6 +24,11 @@ Writes `heldout.md` (also printed), `heldout.csv` (one row per configuration, me
 `heldout_runs.csv` (one row per run and subset) into `<first folder>/report/` (or `--out`). Runs that
 are not finished, or cannot be scored (a damaged checkpoint, data changed since training), are listed
 with the reason; no finished run at all is an error.
+
+`--write_docs` also writes the tables into docs/results.md's measured block `heldout` (docpage.py), with
+the command that made the runs and each scored run against the committed evidence (docs/evidence): the
+evidence run with the same identity (configuration and data bytes), and whether its recorded test entity
+F1 is the same, so the held-out numbers trace to the runs behind the page's other tables.
 """
 from __future__ import annotations
 
@@ -36,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-from nlu_collapse import commandline
+from nlu_collapse import commandline, docpage
+from nlu_collapse.analysis import evidence
 from nlu_collapse.analysis.records import load_local
 from nlu_collapse.analysis.report import markdown_table, write_csv
 from nlu_collapse.analysis.stats import fmt_interval, fmt_mean_std, mean_std, paired_interval
@@ -54,6 +61,9 @@ from nlu_collapse.safeio import atomic_write_text
 from nlu_collapse.telemetry import keys
 
 log = logging.getLogger("heldout")
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "results.md"
+TEST_ENTITY_F1 = keys.split_metric("test", keys.ENTITY_F1)
 
 METRICS = (("entity F1", keys.ENTITY_F1), ("intent accuracy", keys.accuracy("intent")),
            ("intent macro F1", keys.macro_f1("intent")), ("command macro F1", keys.macro_f1("command")))
@@ -187,6 +197,53 @@ def render(runs: list[ScoredRun], groups: dict[str, list[ScoredRun]], left_out: 
     return "".join(parts)
 
 
+# --- the docs' block: the runs scored, traced to the committed evidence
+def traced_rows(runs: list[ScoredRun], evidence_dir: Path) -> list[dict]:
+    """Each scored run beside the evidence run with its identity (the configuration and the data bytes), and
+    whether training ended at the same recorded test entity F1 there and here."""
+    recorded = {}
+    for path in sorted(evidence_dir.glob("*.jsonl")):
+        try:
+            _, evidence_runs = evidence.load(path)
+        except ValueError as err:
+            raise HeldoutError(str(err)) from None
+        for run in evidence_runs:
+            if run.identity and run.status == FINISHED:
+                recorded.setdefault(run.identity, (path.name, run))
+    rows = []
+    for run in runs:
+        here = RunFolder(run.run_dir).read_summary().get(TEST_ENTITY_F1)
+        found = recorded.get(run.identity) if run.identity else None
+        row = {"configuration": run.name, "seed": run.seed, "run": run.run_dir.name,
+               "recorded test entity F1": _fmt(here)}
+        if found is None:
+            row |= {"evidence run (same identity)": "none", "same recorded test entity F1": "-"}
+        else:
+            name, theirs = found
+            there = theirs.summary.get(TEST_ENTITY_F1)
+            same = isinstance(here, float) and isinstance(there, float) and abs(here - there) <= 1e-9
+            row |= {"evidence run (same identity)": f"{theirs.run_id} in {name}",
+                    "same recorded test entity F1": "yes" if same else f"no ({_fmt(there)} there)"}
+        rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
+
+
+def docs_block(markdown: str, runs: list[ScoredRun], paths: list[Path], evidence_dir: Path) -> str:
+    """The report as a part of docs/results.md (its headings under the page's section), with where the runs
+    came from and how they trace to the evidence."""
+    made = sorted({evidence.sweep_command(SweepFolder(path)) for path in paths if SweepFolder(path).manifest.exists()})
+    body = docpage.demoted(markdown, 2).rstrip("\n")
+    rows = traced_rows(runs, evidence_dir)
+    traced = sum(row["same recorded test entity F1"] == "yes" for row in rows)
+    return (f"Runs made by {', '.join(f'`{c}`' for c in made) or 'train.py'}.\n\n{body}\n\n"
+            f"#### The runs scored, against docs/evidence\n\n{traced} of {len(rows)} runs are an evidence run "
+            "(same identity) that ended at the same recorded test entity F1.\n\n" + markdown_table(rows))
+
+
 # --- entry point
 def analyse(paths: list[Path], checkpoint: str, device: torch.device) -> tuple[list[ScoredRun], list[dict]]:
     """Score every finished run; the others, and the ones that cannot be scored, with the reason."""
@@ -227,6 +284,8 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="which weights to score")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to predict")
     parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
+    parser.add_argument("--write_docs", action="store_true",
+                        help="also write the tables into docs/results.md (its measured block `heldout`)")
     args = commandline.parse(parser, argv)  # options before or after the paths
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device=cuda: no CUDA device is available (use --device=cpu)")
@@ -244,6 +303,14 @@ def main(argv: list[str] | None = None) -> Report:
     write_csv(out / "heldout_runs.csv", run_rows(runs))
     print(markdown)
     print(f"written to {out}")
+    if args.write_docs:
+        try:
+            block = docs_block(markdown, runs, args.paths, evidence.EVIDENCE)
+        except HeldoutError as err:
+            parser.error(str(err))
+        command = " ".join(["python analysis/heldout.py", *(argv if argv is not None else sys.argv[1:])])
+        docpage.write(PAGE, "heldout", command, block)
+        print(f"written to {PAGE} (measured block heldout)")
     return Report(runs, groups, left_out, markdown, out)
 
 

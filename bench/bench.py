@@ -358,11 +358,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="also the README's main-job command in a fresh clone of HEAD, installation included")
     parser.add_argument("--tests", action="store_true", help="also the README's test command (without set-up)")
     parser.add_argument("--goals", action="store_true", help="--ablation, --main_job and --tests, then every goal")
-    parser.add_argument("--write_docs", action="store_true",
-                        help="also write what this run prints into docs/performance.md (its measured block)")
+    docpage.add_write_docs(parser, PAGE, "bench")
     args = commandline.parse(parser, argv)
-    command = " ".join(["python bench/bench.py", *(argv if argv is not None else sys.argv[1:])])
-    with docpage.printed_into(PAGE, "bench", command) if args.write_docs else contextlib.nullcontext():
+    command = docpage.command_line("bench/bench.py", argv)
+    with docpage.printed_into_if(args.write_docs, PAGE, "bench", command):
         bench(args, parser, command)
 
 

@@ -12,7 +12,6 @@ where worse means the paired interval lies below zero, and the point estimate is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--write_docs", action="store_true",
-                        help="also write what this run prints into docs/performance.md (its measured block)")
+    docpage.add_write_docs(parser, PAGE, "group-by-length")
     args = commandline.parse(parser, argv)
-    command = " ".join(["python bench/group_by_length.py", *(argv if argv is not None else sys.argv[1:])])
-    with docpage.printed_into(PAGE, "group-by-length", command) if args.write_docs else contextlib.nullcontext():
+    command = docpage.command_line("bench/group_by_length.py", argv)
+    with docpage.printed_into_if(args.write_docs, PAGE, "group-by-length", command):
         compare(args, command)
     return 0
 

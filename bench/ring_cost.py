@@ -13,9 +13,7 @@ the end of the run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,11 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--flags", default="", help="more train.py flags, space-separated (e.g. --max_steps=300)")
-    parser.add_argument("--write_docs", action="store_true",
-                        help="also write what this run prints into docs/fixes.md (its measured block ring-cost)")
+    docpage.add_write_docs(parser, PAGE, "ring-cost")
     args = commandline.parse(parser, argv)
-    command = " ".join(["python bench/ring_cost.py", *(argv if argv is not None else sys.argv[1:])])
-    with docpage.printed_into(PAGE, "ring-cost", command) if args.write_docs else contextlib.nullcontext():
+    with docpage.printed_into_if(args.write_docs, PAGE, "ring-cost", docpage.command_line("bench/ring_cost.py", argv)):
         measure(args)
     return 0
 

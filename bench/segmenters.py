@@ -2,6 +2,7 @@
 
     .venv/bin/pip install -r bench/requirements.txt    # underthesea, the candidate predict.py does not use
     .venv/bin/python bench/segmenters.py --n=10000
+    .venv/bin/python bench/segmenters.py --write_docs  # and write it into docs/predict.md (docpage.py)
 
 Sentences come from the embedded generator (seed 1, not the dataset's 13), whose tokens are the
 reference: each sentence is typed back the way a person would (`_` -> space) and segmented again.
@@ -17,10 +18,14 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from importlib.metadata import version
+from pathlib import Path
 
-from nlu_collapse import commandline
+from nlu_collapse import commandline, docpage
 from nlu_collapse.data.phone_assistant import generate
 from nlu_collapse.data.segmentation import segment
+
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "predict.md"
 
 
 def char_spans(tokens: list[str]) -> list[tuple[int, int]]:
@@ -81,11 +86,17 @@ def candidates():
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000, help="generated sentences to segment")
+    docpage.add_write_docs(parser, PAGE, "segmenters")
     args = commandline.parse(parser, argv)
-    examples = generate(seed=1, sizes=(args.n, 0, 0))["train"]
+    with docpage.printed_into_if(args.write_docs, PAGE, "segmenters", docpage.command_line("bench/segmenters.py", argv)):
+        compare(args.n)
+
+
+def compare(n: int) -> None:
+    examples = generate(seed=1, sizes=(n, 0, 0))["train"]
     typed = [" ".join(ex.tokens).replace("_", " ") for ex in examples]
     plain = [i for i, ex in enumerate(examples) if "".join(ex.tokens).isascii()]
-    print(f"{len(examples)} sentences, {len(plain)} typed without diacritics")
+    print(f"{len(examples)} sentences, {len(plain)} typed without diacritics; one thread\n")
     print("| segmenter | mode | exact | word F1 | entity spans kept | exact, no diacritics | sentences/s | import + model load s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, segment_run, load_seconds in candidates():
@@ -95,7 +106,7 @@ def main(argv=None) -> None:
             speed = len(typed) / (time.perf_counter() - started)
             all_ = score(examples, segmented)
             no_diacritics = score([examples[i] for i in plain], [segmented[i] for i in plain])
-            print(f"| {name} | {mode} | {all_['exact']:.3f} | {all_['word_f1']:.3f} | {all_['entities']:.3f} | "
+            print(f"| {name} {version(name)} | {mode} | {all_['exact']:.3f} | {all_['word_f1']:.3f} | {all_['entities']:.3f} | "
                   f"{no_diacritics['exact']:.3f} | {speed:,.0f} | {load_seconds:.1f} |")
 
 

@@ -1,7 +1,7 @@
 """What nlu_collapse.toolkit costs a healthy run: step time with and without it, side by side in one process.
 
     python bench/toolkit_cost.py                        # both loops, 6 rounds of 300 steps (about 2 minutes)
-    python bench/toolkit_cost.py > cost.md && python examples/write_docs.py --cost=cost.md  # into docs/toolkit.md
+    python bench/toolkit_cost.py --write_docs           # and write it into docs/toolkit.md (docpage.py)
 
 - plain loop: examples/plain_loop.py's model and data, the bare loop (forward, backward, clip, step)
   against the same loop with a CollapseMonitor at its defaults (log_every=10, task_grad_every=100, the
@@ -26,9 +26,11 @@ from pathlib import Path
 
 import torch
 
+from nlu_collapse import commandline, docpage
 from nlu_collapse.telemetry import keys
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE = ROOT / "docs" / "toolkit.md"
 
 
 def load_example(name: str):
@@ -115,7 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per measured run")
-    args = parser.parse_args(argv)
+    docpage.add_write_docs(parser, PAGE, "toolkit-cost")
+    args = commandline.parse(parser, argv)
+    with docpage.printed_into_if(args.write_docs, PAGE, "toolkit-cost", docpage.command_line("bench/toolkit_cost.py", argv)):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     logging.getLogger("train").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
@@ -138,12 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, (without, with_, all_without, all_with) in results.items():
         rounds = " / ".join(", ".join(f"{s * 1e3:.2f}" for s in side) for side in (all_without, all_with))
         rows.append(f"| {name} | {without * 1e3:.2f} | {with_ * 1e3:.2f} | {with_ / without:.3f} | {rounds} |")
-    print(f"`python bench/toolkit_cost.py --rounds={args.rounds} --steps={args.steps}`, one thread, "
-          f"torch {torch.__version__}:\n")
+    print(f"{args.rounds} rounds of {args.steps} steps, one thread, torch {torch.__version__}\n")
     print("| healthy run | ms/step without | ms/step with | ratio | every round, without / with (ms) |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
 
 
 if __name__ == "__main__":
-    main()
+    commandline.run(main)

@@ -180,6 +180,25 @@ def quickstart() -> str:
     return "```\n" + "\n".join(lines) + "\n```\n"
 
 
+@block("measured-times")
+def measured_times(page: Path = ROOT / "docs" / "performance.md") -> str:
+    """The README commands' times, read from the bench's measured block on docs/performance.md."""
+    body = docpage.read(page.read_text(encoding="utf-8"), "bench") or ""
+
+    def cell(label: str) -> str | None:
+        found = re.search(rf"^\| {re.escape(label)}[^|]* \| ([^|]+) \|", body, flags=re.MULTILINE)
+        return found.group(1).strip() if found else None
+
+    main_job, tests, one_run = cell("the main job from a fresh clone"), cell("the test suite"), cell("whole process")
+    if None in (main_job, tests, one_run):
+        return ("Not measured at this version: `python bench/bench.py --goals --write_docs`, then "
+                "`python docs/build.py`.\n")
+    written = body.splitlines()[0].replace("Written by", "Measured by", 1)
+    return (f"{written} The main job took {main_job} from a fresh clone, installation included; the tests "
+            f"{tests}, set-up excluded; one default `train.py` run {one_run} s in a fresh process. The machine and "
+            "the rest: [docs/performance.md](docs/performance.md).\n")
+
+
 # --- results, from the sweep evidence
 def _evidence(*names: str):
     """(headers, runs) of the named evidence files, or the names of the missing ones."""
@@ -210,14 +229,6 @@ def _provenance(headers: list[dict], missing: list[str], analysis: str) -> str:
     return "".join(lines)
 
 
-def _demoted(markdown: str, levels: int = 2) -> str:
-    """A report's headings under a page's own: `# x` becomes `### x`; its title line dropped."""
-    lines = markdown.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines = lines[1:]
-    return "\n".join(("#" * levels + line) if line.startswith("#") else line for line in lines).strip() + "\n"
-
-
 def _report(names: tuple[str, ...], title: str) -> str:
     from nlu_collapse.analysis.report import build_report
 
@@ -226,7 +237,7 @@ def _report(names: tuple[str, ...], title: str) -> str:
         return _provenance(headers, missing, "python docs/build.py")
     with tempfile.TemporaryDirectory() as out:
         text = build_report(runs, title, Path(out), plots=False)
-    return _provenance(headers, missing, "python docs/build.py") + "\n" + _demoted(text)
+    return _provenance(headers, missing, "python docs/build.py") + "\n" + docpage.demoted(text)
 
 
 SWEEPS = {"ablation": "the 24-run ablation (mask x gamma x lambdas, 3 seeds)",
@@ -251,7 +262,7 @@ def _tune(name: str) -> str:
         return _provenance(headers, missing, "python docs/build.py")
     with tempfile.TemporaryDirectory() as out:
         text = build_tune_report(runs, name, Path(out))
-    return _provenance(headers, missing, "python docs/build.py") + "\n" + _demoted(text)
+    return _provenance(headers, missing, "python docs/build.py") + "\n" + docpage.demoted(text)
 
 
 for _name in ("tune-phone-assistant-wild", "tune-phone-assistant", "tune-confirm-phone-assistant-wild"):
@@ -301,7 +312,7 @@ def pretrained_claims() -> str:
 
     headers, _, missing = _evidence(*(PRETRAINED.format(s) for s in ("ablation", "mechanism")))
     sweeps = [(h["name"], _evidence(h["name"])[1]) for h in headers]
-    return _provenance(headers, missing, "python docs/build.py") + _demoted(build_page(sweeps), levels=1)
+    return _provenance(headers, missing, "python docs/build.py") + docpage.demoted(build_page(sweeps), levels=1)
 
 
 @block("results-claims")
@@ -311,7 +322,7 @@ def claims() -> str:
     names = [f"{s}-{d}" for s in ("claims", "claims-gamma", "mechanism") for d in DATASETS]
     headers, _, missing = _evidence(*names)
     sweeps = [(h["name"], _evidence(h["name"])[1]) for h in headers]
-    return _provenance(headers, missing, "python docs/build.py") + _demoted(build_page(sweeps), levels=1)
+    return _provenance(headers, missing, "python docs/build.py") + docpage.demoted(build_page(sweeps), levels=1)
 
 
 @block("readme-headline")

@@ -1,7 +1,7 @@
-"""Write the examples' output (and the toolkit's measured cost) into docs/toolkit.md, between its markers.
+"""Write the examples' output into docs/toolkit.md, between its markers (the toolkit's measured cost is a
+measured block of `python bench/toolkit_cost.py --write_docs`).
 
     python examples/write_docs.py                 # both examples, each in a fresh process (about a minute)
-    python examples/write_docs.py --cost=FILE     # also the cost table bench/toolkit_cost.py printed into FILE
 
 tests/test_toolkit.py checks that the examples' blocks are what the examples print today.
 """
@@ -15,7 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "toolkit.md"
 EXAMPLES = ("examples/plain_loop.py", "examples/hf_trainer_token_classification.py")
-COST = "bench/toolkit_cost.py"
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -39,14 +38,11 @@ def fenced(output: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cost", type=Path, help="a file holding bench/toolkit_cost.py's output")
-    args = parser.parse_args(argv)
+    parser.parse_args(argv)
     text = DOCS.read_text(encoding="utf-8")
     for example in EXAMPLES:
         done = subprocess.run([sys.executable, example], cwd=ROOT, capture_output=True, text=True, check=True)
         text = replace_block(text, example, fenced(done.stdout))
-    if args.cost is not None:
-        text = replace_block(text, COST, args.cost.read_text(encoding="utf-8"))
     DOCS.write_text(text, encoding="utf-8")
     print(f"wrote {DOCS.relative_to(ROOT)}")
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import bench
 from bench.bench import bare_rate
 from nlu_collapse.telemetry import keys
@@ -64,3 +66,37 @@ def test_the_goals_are_measured_on_the_readme_s_own_commands(capsys):
     bench.print_goals([("a", "1.2", ">= 1.0", True), ("b", "9 min", "<= 8 min", False)])
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[-2:] == ["| a | 1.2 | >= 1.0 | met |", "| b | 9 min | <= 8 min | not met |"]
+
+
+def test_a_measuring_script_writes_its_block_with_its_command_and_keeps_the_page(tmp_path, monkeypatch, capsys):
+    """bench/outcomes.py --write_docs (the same docpage helper as every bench script): what it prints goes into
+    its measured block on a page written by the test, the command as typed in the block's header, the page's
+    prose kept; a second run replaces the block in place; a run that fails leaves the page as it was."""
+    from bench import outcomes
+    from nlu_collapse import docpage
+
+    page = tmp_path / "verdict.md"
+    page.write_text("# Verdict\n\nprose before\n", encoding="utf-8")
+    monkeypatch.setattr(outcomes, "PAGE", page)
+    outcomes.main(["--steps", "2", "--seeds", "0", "--write_docs"])
+    printed = capsys.readouterr().out
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Verdict\n\nprose before\n\n<!-- measured: outcomes (python bench/outcomes.py --steps 2 "
+                           "--seeds 0 --write_docs) sha256=")
+    assert docpage.problems(text, "page") == []
+    rows = [line for line in printed.splitlines() if line.startswith("| phone-assistant")]
+    assert len(rows) == 2 and all(row in text for row in rows)
+    page.write_text(text + "\nprose after\n", encoding="utf-8")
+    outcomes.main(["--steps", "3", "--seeds", "1", "--write_docs"])
+    again = page.read_text(encoding="utf-8")
+    assert again.count("<!-- measured: outcomes") == 1 and again.endswith("\nprose after\n")
+    assert "| 3 | 1 |" in again and "| 2 | 0 |" not in again
+
+    def broken(*args, **kwargs):
+        print("| half a table |")
+        raise RuntimeError("killed half-way")
+
+    monkeypatch.setattr(outcomes.train, "main", broken)
+    with pytest.raises(RuntimeError, match="killed half-way"):
+        outcomes.main(["--steps", "2", "--seeds", "0", "--write_docs"])
+    assert page.read_text(encoding="utf-8") == again

@@ -59,3 +59,19 @@ def test_printed_into_shows_and_writes_what_was_printed_and_a_crash_keeps_the_ol
             print("| half a table")
             raise RuntimeError("killed half-way")
     assert page.read_text(encoding="utf-8") == text
+
+
+def test_a_placeholder_places_the_first_block_and_only_that_block(tmp_path):
+    """Prose puts `<!-- measured: NAME -->` where a block belongs before it was ever measured: the first write fills
+    it there (not at the end), another block's placeholder is left alone, and a placeholder is not damage."""
+    page = tmp_path / "results.md"
+    page.write_text("# R\n\n## Held out\n\n<!-- measured: heldout -->\n\n## Later\n\n<!-- measured: other -->\n\nend\n",
+                    encoding="utf-8")
+    assert docpage.problems(page.read_text(encoding="utf-8"), "results.md") == []
+    text = docpage.write(page, "heldout", "python analysis/heldout.py x --write_docs", "| a |\n|---|\n| 1 |\n")
+    before, after = text.split("## Later")
+    assert "<!-- measured: heldout (python analysis/heldout.py x --write_docs) sha256=" in before and "| 1 |" in before
+    assert "<!-- measured: heldout -->" not in text and after == "\n\n<!-- measured: other -->\n\nend\n"
+    assert docpage.problems(text, "results.md") == []
+    again = docpage.write(page, "heldout", "python analysis/heldout.py x --write_docs", "| a |\n|---|\n| 2 |\n")
+    assert again.count("<!-- measured: heldout") == 1 and "| 2 |" in again.split("## Later")[0]

@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from nlu_collapse import docpage
 from nlu_collapse.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +71,28 @@ def test_every_train_flag_named_in_the_docs_exists():
             if flag not in known and f'"--{flag}"' not in sources and f"'--{flag}'" not in sources:
                 unknown.append(f"{page.name}: --{flag}")
     assert unknown == []
+
+
+BENCH_PRINTOUT = """| one default run in a fresh process (python train.py, W&B offline) | seconds | share |
+|---|---|---|
+| whole process | 31.7 | 100% |
+
+| goal (this run of the bench, this machine) | measured | goal | met |
+|---|---|---|---|
+| the main job from a fresh clone, installation included | 512 s (8.5 min) | <= 8 min | not met |
+| the test suite (README's command, set-up excluded) | 233 s | <= 4 min | met |
+"""
+
+
+def test_the_readme_times_are_read_from_the_bench_block_and_follow_it(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text("# Performance\n\nprose, and a table that is not the bench's:\n\n| whole process | 1.0 | 100% |\n",
+                    encoding="utf-8")
+    assert build.measured_times(page).startswith("Not measured at this version: `python bench/bench.py --goals")
+    docpage.write(page, "bench", "python bench/bench.py --goals --write_docs", BENCH_PRINTOUT)
+    line = build.measured_times(page)
+    assert line.startswith("Measured by `python bench/bench.py --goals --write_docs` at commit ")
+    assert "main job took 512 s (8.5 min)" in line and "the tests 233 s" in line and "run 31.7 s" in line
+    # a bench printout without the goal rows (run without --goals) does not leave stale or invented times
+    docpage.write(page, "bench", "python bench/bench.py", BENCH_PRINTOUT.split("\n\n")[0])
+    assert build.measured_times(page).startswith("Not measured at this version")

@@ -1,12 +1,13 @@
 """analysis/heldout.py: subsets sized by the flags, scored as compute_metrics scores them alone, mean ± std
 over seeds, the new-trigram fallback named for data without recorded flags, and a one-line error."""
 import csv
+import json
 import statistics
 
 import pytest
 
-from nlu_collapse import train
-from nlu_collapse.analysis import heldout
+from nlu_collapse import docpage, train
+from nlu_collapse.analysis import evidence, heldout
 from nlu_collapse.data import load_dataset
 from nlu_collapse.data.formats import jsonl_text
 from nlu_collapse.data.novelty import new_ngram_flags
@@ -16,6 +17,7 @@ from nlu_collapse.evaluation import heldout as scoring
 from nlu_collapse.model import encode
 from nlu_collapse.model.loading import load_run
 from nlu_collapse.model.prediction import predict_encoded
+from nlu_collapse.runfolder import RunFolder
 from nlu_collapse.telemetry import keys
 from tests.datasets import write_generated
 
@@ -119,3 +121,64 @@ def test_a_folder_without_finished_runs_is_one_line_and_a_nonzero_exit(tmp_path,
     error = stderr.strip().splitlines()[-1]
     assert "no finished run" in error and str(tmp_path / "sweep") in error and "status crashed" in error
     assert "Traceback" not in stderr
+
+
+def _evidence_line(run_dir, **changes) -> dict:
+    """An evidence file's line for a run, as analysis/evidence.py writes it from the run's record."""
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary() | changes
+    return {"run_id": run_dir.name, "status": summary[keys.STATUS], "factors": {}, "seed": None,
+            "config": folder.read_config()["config"], "identity": folder.read_config()["identity"]["key"],
+            "why": None, "summary": summary, "dev_history": []}
+
+
+def _write_evidence(folder, lines):
+    folder.mkdir()
+    header = {"kind": evidence.KIND, "name": "sweep", "sweep": "sweeps/baseline.yaml", "data": "x", "command": "c",
+              "code_versions": [], "exported": "now"}
+    (folder / "sweep.jsonl").write_text("\n".join(json.dumps(line) for line in [header, *lines]) + "\n",
+                                        encoding="utf-8")
+    return folder
+
+
+def test_write_docs_traces_each_run_to_the_evidence_and_keeps_the_rest_of_the_page(analysed, tmp_path, monkeypatch):
+    report, _, _, run_dirs = analysed
+    # wild0 is in the evidence as it ended; wild1's evidence twin ended elsewhere; plain0 is in no evidence file
+    test_f1 = keys.split_metric("test", keys.ENTITY_F1)
+    recorded = RunFolder(run_dirs[1]).read_summary()[test_f1]
+    found = _write_evidence(tmp_path / "evidence", [_evidence_line(run_dirs[0]),
+                                                    _evidence_line(run_dirs[1], **{test_f1: recorded + 0.25})])
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\nhand-written prose\n", encoding="utf-8")
+    monkeypatch.setattr(heldout, "PAGE", page)
+    monkeypatch.setattr(evidence, "EVIDENCE", found)
+    paths = [*map(str, run_dirs), str(run_dirs[0].parent.parent.parent / "plain-sweep")]
+    heldout.main([*paths, f"--out={tmp_path / 'report'}", "--write_docs"])
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Results\n\nhand-written prose\n") and docpage.problems(text, "page") == []
+    rows = {row["run"]: row for row in heldout.traced_rows(report.runs, found)}
+    assert rows["wild0"]["same recorded test entity F1"] == "yes"
+    assert rows["wild0"]["evidence run (same identity)"] == "wild0 in sweep.jsonl"
+    assert rows["wild1"]["same recorded test entity F1"] == f"no ({recorded + 0.25:.4f} there)"
+    assert rows["plain0"]["evidence run (same identity)"] == "none"
+    assert "1 of 3 runs are an evidence run" in text
+    assert "\n# " not in text.split("<!-- measured: heldout")[1]  # the report's headings sit under the page's
+    assert "#### entity F1" in text and "--write_docs" in text
+
+
+def test_write_docs_with_a_damaged_evidence_file_is_one_line_and_the_page_is_kept(analysed, tmp_path, monkeypatch,
+                                                                                  capsys):
+    _, _, _, run_dirs = analysed
+    found = tmp_path / "evidence"
+    found.mkdir()
+    (found / "cut.jsonl").write_text('{"kind": "nlu-collapse sweep evidence", "na', encoding="utf-8")
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n", encoding="utf-8")
+    monkeypatch.setattr(heldout, "PAGE", page)
+    monkeypatch.setattr(evidence, "EVIDENCE", found)
+    with pytest.raises(SystemExit) as exit_info:
+        heldout.main([str(run_dirs[0]), f"--out={tmp_path / 'report'}", "--write_docs"])
+    assert exit_info.value.code != 0
+    stderr = capsys.readouterr().err
+    assert "cut.jsonl" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
+    assert page.read_text(encoding="utf-8") == "# Results\n"
