@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     docpage.add_write_docs(parser, PAGE, "toolkit-cost")
     args = commandline.parse(parser, argv)
     with docpage.printed_into_if(args.write_docs, PAGE, "toolkit-cost", docpage.command_line("bench/toolkit_cost.py", argv)):
-        measure(args)
+        compare(args)
 
 
-def measure(args: argparse.Namespace) -> None:
+def compare(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     logging.getLogger("train").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
