@@ -100,3 +100,31 @@ def test_a_measuring_script_writes_its_block_with_its_command_and_keeps_the_page
     with pytest.raises(RuntimeError, match="killed half-way"):
         outcomes.main(["--steps", "2", "--seeds", "0", "--write_docs"])
     assert page.read_text(encoding="utf-8") == again
+
+
+@pytest.mark.parametrize("script, argv, page_name", [
+    ("ring_cost", ["--rounds=1", "--flags=--max_steps=3 --threads=1"], "fixes.md"),
+    ("toolkit_cost", ["--rounds=1", "--steps=2"], "toolkit.md"),
+    ("segmenters", ["--n=30"], "predict.md"),
+])
+def test_every_measuring_script_writes_its_block_on_a_tiny_budget(script, argv, page_name, tmp_path, monkeypatch):
+    """Each script's --write_docs path end to end, at the smallest budget: the block lands on the page its PAGE
+    names, under its own name and with the command as typed, and carries what the script measured."""
+    import importlib
+
+    from nlu_collapse import docpage
+
+    module = importlib.import_module(f"bench.{script}")
+    assert module.PAGE.name == page_name and module.PAGE.exists()
+    page = tmp_path / page_name
+    page.write_text("# Page\n", encoding="utf-8")
+    monkeypatch.setattr(module, "PAGE", page)
+    # under pytest tests/datasets.py is importable as `datasets`: Trainer would take it for Hugging Face's
+    monkeypatch.setattr("transformers.trainer.is_datasets_available", lambda: False)
+    module.main([*argv, "--write_docs"])
+    text = page.read_text(encoding="utf-8")
+    name = script.replace("_", "-")
+    assert f"<!-- measured: {name} (python bench/{script}.py {' '.join(argv)} --write_docs) sha256=" in text
+    assert docpage.problems(text, page_name) == []
+    body = docpage.read(text, name)
+    assert body.count("\n|") >= 3  # a header, its rule and at least one measured row
