@@ -232,6 +232,34 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
+TRACED_HEADER = ("| configuration | seed | run | recorded test entity F1 | evidence run (same identity) | "
+                 "same recorded test entity F1 |")
+
+
+def stale_traces(block: str, evidence_dir: Path) -> list[str]:
+    """What a written block says is traced but the evidence no longer backs: each run it calls the same as an
+    evidence run must still be that file's finished run, at the same recorded test entity F1. `docs/build.py
+    --check` runs it, so re-exporting the evidence cannot silently detach the held-out tables from it."""
+    problems, loaded = [], {}
+    rows = block.split(TRACED_HEADER, 1)[1].splitlines()[2:] if TRACED_HEADER in block else []
+    for row in (r for r in rows if r.startswith("| ")):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) != 6 or cells[5] != "yes":
+            continue
+        run_id, _, name = cells[4].partition(" in ")
+        if name not in loaded:
+            try:
+                loaded[name] = {run.run_id: run for run in evidence.load(evidence_dir / name)[1]}
+            except (OSError, ValueError):
+                loaded[name] = {}
+        run = loaded[name].get(run_id)
+        there = _fmt(run.summary.get(TEST_ENTITY_F1)) if run is not None and run.status == FINISHED else None
+        if there != cells[3]:
+            problems.append(f"run {run_id}: the block traces it to docs/evidence/{name} at test entity F1 {cells[3]}, "
+                            f"but the evidence has {there or 'no finished run of that id'}")
+    return problems
+
+
 def docs_block(markdown: str, runs: list[ScoredRun], paths: list[Path], evidence_dir: Path) -> str:
     """The report as a part of docs/results.md (its headings under the page's section), with where the runs
     came from and how they trace to the evidence."""
@@ -239,9 +267,10 @@ def docs_block(markdown: str, runs: list[ScoredRun], paths: list[Path], evidence
     body = docpage.demoted(markdown, 2).rstrip("\n")
     rows = traced_rows(runs, evidence_dir)
     traced = sum(row["same recorded test entity F1"] == "yes" for row in rows)
+    table = markdown_table(rows)  # its header is TRACED_HEADER, which stale_traces reads back
     return (f"Runs made by {', '.join(f'`{c}`' for c in made) or 'train.py'}.\n\n{body}\n\n"
             f"#### The runs scored, against docs/evidence\n\n{traced} of {len(rows)} runs are an evidence run "
-            "(same identity) that ended at the same recorded test entity F1.\n\n" + markdown_table(rows))
+            "(same identity) that ended at the same recorded test entity F1.\n\n" + table)
 
 
 # --- entry point

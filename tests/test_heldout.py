@@ -164,6 +164,16 @@ def test_write_docs_traces_each_run_to_the_evidence_and_keeps_the_rest_of_the_pa
     assert "1 of 3 runs are an evidence run" in text
     assert "\n# " not in text.split("<!-- measured: heldout")[1]  # the report's headings sit under the page's
     assert "#### entity F1" in text and "--write_docs" in text
+    # docs/build.py --check: the traced rows still match the evidence, until the evidence changes under them
+    block = docpage.read(text, "heldout")
+    assert heldout.TRACED_HEADER in block and heldout.stale_traces(block, found) == []
+    _write_evidence(tmp_path / "re-exported", [_evidence_line(run_dirs[0], **{test_f1: 0.5}),
+                                               _evidence_line(run_dirs[1], **{test_f1: recorded + 0.25})])
+    [problem] = heldout.stale_traces(block, tmp_path / "re-exported")
+    assert "run wild0" in problem and "sweep.jsonl" in problem and "0.5000" in problem
+    (tmp_path / "re-exported" / "sweep.jsonl").write_text("cut", encoding="utf-8")
+    [problem] = heldout.stale_traces(block, tmp_path / "re-exported")
+    assert "no finished run of that id" in problem
 
 
 def test_write_docs_with_a_damaged_evidence_file_is_one_line_and_the_page_is_kept(analysed, tmp_path, monkeypatch,
