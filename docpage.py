@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import re
 import sys
 import time
@@ -135,3 +136,21 @@ def add_write_docs(parser, page: Path, name: str) -> None:
 def printed_into_if(write_docs: bool, page: Path, name: str, command: str):
     """`printed_into` when `--write_docs` was given, otherwise nothing."""
     return printed_into(page, name, command) if write_docs else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def measuring(threads: int | None = None):
+    """While a command measures: log records below ERROR dropped (its table is its output) and, if given,
+    torch's thread count set; both restored after, so a script's main called as a function (a test, another
+    script) leaves the process as it found it."""
+    import torch
+
+    disabled, previous_threads = logging.root.manager.disable, torch.get_num_threads()
+    logging.disable(logging.WARNING)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        logging.disable(disabled)
+        torch.set_num_threads(previous_threads)

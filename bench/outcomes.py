@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
 import tempfile
 from pathlib import Path
 
@@ -28,8 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     docpage.add_write_docs(parser, PAGE, "outcomes")
     args = commandline.parse(parser, argv)
-    logging.disable(logging.WARNING)
-    with docpage.printed_into_if(args.write_docs, PAGE, "outcomes", docpage.command_line("bench/outcomes.py", argv)):
+    with (docpage.printed_into_if(args.write_docs, PAGE, "outcomes", docpage.command_line("bench/outcomes.py", argv)),
+          docpage.measuring()):
         measure(args.steps, args.seeds)
 
 

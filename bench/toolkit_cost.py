@@ -18,7 +18,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import logging
 import statistics
 import tempfile
 import time
@@ -120,15 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     docpage.add_write_docs(parser, PAGE, "toolkit-cost")
     args = commandline.parse(parser, argv)
     with docpage.printed_into_if(args.write_docs, PAGE, "toolkit-cost", docpage.command_line("bench/toolkit_cost.py", argv)):
-        compare(args)
+        with docpage.measuring(threads=1):
+            compare(args)
 
 
 def compare(args: argparse.Namespace) -> None:
-    torch.set_num_threads(1)
-    logging.getLogger("train").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
     plain, hf = load_example("plain_loop"), load_example("hf_trainer_token_classification")
     rows = []
     with tempfile.TemporaryDirectory() as folder:

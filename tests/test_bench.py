@@ -68,6 +68,17 @@ def test_the_goals_are_measured_on_the_readme_s_own_commands(capsys):
     assert rows[-2:] == ["| a | 1.2 | >= 1.0 | met |", "| b | 9 min | <= 8 min | not met |"]
 
 
+def _process_state() -> tuple:
+    """What a script's main could leave changed for the next test in the same process."""
+    import logging
+
+    import torch
+
+    loggers = ("train", "transformers", "nlu_collapse.telemetry.tracking")
+    return (logging.root.manager.disable, torch.get_num_threads(),
+            *(logging.getLogger(name).getEffectiveLevel() for name in loggers))
+
+
 def test_a_measuring_script_writes_its_block_with_its_command_and_keeps_the_page(tmp_path, monkeypatch, capsys):
     """bench/outcomes.py --write_docs (the same docpage helper as every bench script): what it prints goes into
     its measured block on a page written by the test, the command as typed in the block's header, the page's
@@ -78,7 +89,9 @@ def test_a_measuring_script_writes_its_block_with_its_command_and_keeps_the_page
     page = tmp_path / "verdict.md"
     page.write_text("# Verdict\n\nprose before\n", encoding="utf-8")
     monkeypatch.setattr(outcomes, "PAGE", page)
+    before = _process_state()
     outcomes.main(["--steps", "2", "--seeds", "0", "--write_docs"])
+    assert _process_state() == before
     printed = capsys.readouterr().out
     text = page.read_text(encoding="utf-8")
     assert text.startswith("# Verdict\n\nprose before\n\n<!-- measured: outcomes (python bench/outcomes.py --steps 2 "
@@ -121,7 +134,9 @@ def test_every_measuring_script_writes_its_block_on_a_tiny_budget(script, argv, 
     monkeypatch.setattr(module, "PAGE", page)
     # under pytest tests/datasets.py is importable as `datasets`: Trainer would take it for Hugging Face's
     monkeypatch.setattr("transformers.trainer.is_datasets_available", lambda: False)
+    before = _process_state()
     module.main([*argv, "--write_docs"])
+    assert _process_state() == before  # called as a function, it leaves logging and threads as they were
     text = page.read_text(encoding="utf-8")
     name = script.replace("_", "-")
     assert f"<!-- measured: {name} (python bench/{script}.py {' '.join(argv)} --write_docs) sha256=" in text
