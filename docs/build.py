@@ -180,6 +180,31 @@ def quickstart() -> str:
     return "```\n" + "\n".join(lines) + "\n```\n"
 
 
+@block("toolkit-arguments")
+def toolkit_arguments() -> str:
+    from nlu_collapse.toolkit.monitor import CollapseMonitor
+
+    return arguments_table(CollapseMonitor)
+
+
+def arguments_table(cls: type) -> str:
+    """A class's arguments: meanings from its docstring's Args, defaults from its signature."""
+    doc = inspect.getdoc(cls) or ""
+    args = doc.split("Args:\n", 1)[1] if "Args:\n" in doc else ""
+    entries = re.findall(r"^    (\w+): (.*?)(?=^    \w+: |\Z)", args, flags=re.MULTILINE | re.DOTALL)
+    parameters = inspect.signature(cls.__init__).parameters
+    if [name for name, _ in entries] != [name for name in parameters if name != "self"]:
+        raise SystemExit(f"{inspect.getsourcefile(cls)}: {cls.__name__}'s docstring Args "
+                         f"({', '.join(name for name, _ in entries) or 'none'}) do not name its parameters in order "
+                         f"({', '.join(name for name in parameters if name != 'self')})")
+    rows = [f"| argument of `{cls.__name__}` | default | meaning |", "|---|---|---|"]
+    for name, text in entries:
+        default = parameters[name].default
+        shown = "required" if default is inspect.Parameter.empty else f"`{default!r}`"
+        rows.append(f"| `{name}` | {shown} | {' '.join(text.split())} |")
+    return "\n".join(rows) + "\n"
+
+
 @block("measured-times")
 def measured_times(page: Path = ROOT / "docs" / "performance.md") -> str:
     """The README commands' times, read from the bench's measured block on docs/performance.md."""

@@ -7,6 +7,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 from nlu_collapse import docpage
 from nlu_collapse.config import Config
 
@@ -96,3 +98,29 @@ def test_the_readme_times_are_read_from_the_bench_block_and_follow_it(tmp_path):
     # a bench printout without the goal rows (run without --goals) does not leave stale or invented times
     docpage.write(page, "bench", "python bench/bench.py", BENCH_PRINTOUT.split("\n\n")[0])
     assert build.measured_times(page).startswith("Not measured at this version")
+
+
+def test_an_arguments_table_comes_from_the_docstring_and_refuses_one_that_drifted():
+    class Documented:
+        """A thing.
+
+        Args:
+            size: how many, across
+                two lines.
+            name: what it is called.
+        """
+
+        def __init__(self, size, name="x"):
+            pass
+
+    table = build.arguments_table(Documented)
+    assert "| `size` | required | how many, across two lines. |" in table and "| `name` | `'x'` | what it is" in table
+
+    class Drifted(Documented):
+        def __init__(self, size, name="x", extra=1):
+            pass
+
+    Drifted.__doc__ = Documented.__doc__
+    with pytest.raises(SystemExit, match=r"Drifted's docstring Args \(size, name\) do not name its parameters in "
+                                         r"order \(size, name, extra\)"):
+        build.arguments_table(Drifted)

@@ -93,25 +93,29 @@ class CollapseMonitor:
 
     Args:
         model: the model being trained.
-        tasks: its tasks: any number of SentenceTask, at most one TokenTask.
+        tasks: its tasks: any number of `SentenceTask(name, labels)`, at most one `TokenTask(name, labels,
+            outside="O")`; `labels` is the class count or the label names.
         parts: named parts of the model, for per-part gradient norms and the NaN's spread (default: the
             model's `named_parts()` if it has one, else its top-level modules).
         shared: the name of the part every task reads (a shared encoder): per-task gradient norms on it
             (`task_gradients`), and the origin names it as such.
         log: `log(metrics, step)` for the metrics; default: the active W&B run (`wandb.run`) if there is
-            one, else nothing is logged (the verdict is still returned).
+            one, else nothing is logged (the verdict is still returned). Metrics carry the optimizer step as
+            `step` (W&B's own `step=` is not used, so they never collide with your logging or the
+            Trainer's); the verdict comes as `log(verdict, None)`.
         log_every: flags, label counts and per-part norms every this many steps (the finite check and
             the replay run every step).
         task_grad_every: per-task gradient norms (`task_gradients`, one extra backward pass per task) on
             step 1 and every this many steps, when they are logged.
         window: logged steps a degenerate condition must hold to be an episode (HealthMonitor); default:
-            about 20 optimizer steps (train.py's default), at least 3 logged steps.
+            about 20 optimizer steps (train.py's default), at least 3 logged steps. A flat loss through a
+            degenerate phase counts as a collapse after `PLATEAU_WINDOWS` windows (docs/verdict.md).
         forensics: off, first (replay the first non-finite step) or every.
         stop_on_collapse: `should_stop` at the first non-finite step.
         stop_on_dead: `should_stop` once every parameter that had a gradient is non-finite (no later
             step can change anything: clip_grad_norm_ of a NaN norm does that).
         name: the run's name in messages and the alert.
-        ignore_index: gold label of positions without a label.
+        ignore_index: gold label of positions without a label (as in PyTorch and Hugging Face).
     """
 
     def __init__(self, model: torch.nn.Module, tasks: Sequence[SentenceTask], *,
