@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -221,7 +222,8 @@ def traced_rows(runs: list[ScoredRun], evidence_dir: Path) -> list[dict]:
         else:
             name, theirs = found
             there = theirs.summary.get(TEST_ENTITY_F1)
-            same = isinstance(here, float) and isinstance(there, float) and abs(here - there) <= 1e-9
+            same = isinstance(here, float) and isinstance(there, float) and (
+                abs(here - there) <= 1e-9 or math.isnan(here) and math.isnan(there))  # a collapsed run's NaN too
             row |= {"evidence run (same identity)": f"{theirs.run_id} in {name}",
                     "same recorded test entity F1": "yes" if same else f"no ({_fmt(there)} there)"}
         rows.append(row)
@@ -313,8 +315,7 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--checkpoint", default="best", choices=CHECKPOINTS, help="which weights to score")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to predict")
     parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
-    parser.add_argument("--write_docs", action="store_true",
-                        help="also write the tables into docs/results.md (its measured block `heldout`)")
+    docpage.add_write_docs(parser, PAGE, "heldout")
     args = commandline.parse(parser, argv)  # options before or after the paths
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device=cuda: no CUDA device is available (use --device=cpu)")
@@ -337,8 +338,7 @@ def main(argv: list[str] | None = None) -> Report:
             block = docs_block(markdown, runs, args.paths, evidence.EVIDENCE)
         except HeldoutError as err:
             parser.error(str(err))
-        command = " ".join(["python analysis/heldout.py", *(argv if argv is not None else sys.argv[1:])])
-        docpage.write(PAGE, "heldout", command, block)
+        docpage.write(PAGE, "heldout", docpage.command_line("analysis/heldout.py", argv), block)
         print(f"written to {PAGE} (measured block heldout)")
     return Report(runs, groups, left_out, markdown, out)
 

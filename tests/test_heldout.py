@@ -1,7 +1,9 @@
 """analysis/heldout.py: subsets sized by the flags, scored as compute_metrics scores them alone, mean ± std
 over seeds, the new-trigram fallback named for data without recorded flags, and a one-line error."""
 import csv
+import dataclasses
 import json
+import shutil
 import statistics
 
 import pytest
@@ -18,6 +20,7 @@ from nlu_collapse.model import encode
 from nlu_collapse.model.loading import load_run
 from nlu_collapse.model.prediction import predict_encoded
 from nlu_collapse.runfolder import RunFolder
+from nlu_collapse.safeio import json_text
 from nlu_collapse.telemetry import keys
 from tests.datasets import write_generated
 
@@ -192,3 +195,20 @@ def test_write_docs_with_a_damaged_evidence_file_is_one_line_and_the_page_is_kep
     stderr = capsys.readouterr().err
     assert "cut.jsonl" in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
     assert page.read_text(encoding="utf-8") == "# Results\n"
+
+
+def test_a_collapsed_run_s_nan_score_traces_as_the_same_run(analysed, tmp_path):
+    """A collapsed run ends at test entity F1 NaN here and in its evidence: that is the same run, not a mismatch."""
+    report, _, _, run_dirs = analysed
+    test_f1 = keys.split_metric("test", keys.ENTITY_F1)
+    nan_dir = tmp_path / "nan-run"
+    shutil.copytree(run_dirs[0], nan_dir)
+    summary = RunFolder(nan_dir).read_summary() | {test_f1: float("nan")}
+    (nan_dir / "summary.json").write_text(json_text(summary), encoding="utf-8")
+    found = _write_evidence(tmp_path / "evidence", [_evidence_line(nan_dir)])
+    scored = next(run for run in report.runs if run.run_dir == run_dirs[0])
+    [row] = heldout.traced_rows([dataclasses.replace(scored, run_dir=nan_dir)], found)
+    assert row["recorded test entity F1"] == "nan"
+    assert row["same recorded test entity F1"] == "yes" and row["evidence run (same identity)"] == "nan-run in sweep.jsonl"
+    block = heldout.TRACED_HEADER + "\n|---|\n" + "| " + " | ".join(str(v) for v in row.values()) + " |\n"
+    assert heldout.stale_traces(block, found) == []
